@@ -1,0 +1,363 @@
+//! The `meter:` section of Steward's configuration file.
+//!
+//! Every field has a default, so an empty file (or none) runs Steward on an embedded SQLite
+//! store, the HTTP ingest on `127.0.0.1:8788` and RabbitMQ on `127.0.0.1:5672`. Field names carry
+//! their units (`_ms`, `_secs`, `_bytes`). Secrets are [`Secret`]s: shown as `***` in `Debug`
+//! output and logs. `docs/configuration.md` documents every field; a test parses its examples.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// A string that must not appear in logs (passwords, tokens, URLs with credentials).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Metering configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// Where records and facts are stored.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The RabbitMQ notification source.
+    #[serde(default)]
+    pub amqp: AmqpConfig,
+    /// The HTTP source for Ceilometer's HTTP publisher, plus `/metrics` and health endpoints.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The store writer (group commit).
+    #[serde(default)]
+    pub writer: WriterSection,
+}
+
+/// `meter.store`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (embedded, one file) or `postgres://USER:PASSWORD@HOST/DB` (several
+    /// replicas). Default `sqlite://./steward-data/steward.db`.
+    #[serde(default = "default_store_url")]
+    pub url: Secret,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> Secret {
+    Secret::new("sqlite://./steward-data/steward.db")
+}
+
+/// The type of Steward's own queue.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Replicated, durable (RabbitMQ ≥ 3.8). The default.
+    Quorum,
+    /// A durable classic queue, for brokers without quorum queues.
+    Classic,
+}
+
+/// `meter.amqp`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Consume notifications from RabbitMQ. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Broker URL, `amqp://USER:PASSWORD@HOST:PORT/VHOST` (vhost `/` is `%2f`).
+    #[serde(default = "default_amqp_url")]
+    pub url: Secret,
+    /// Steward's own queue. Never one of the producers' shared queues (`notifications.info`).
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// `quorum` (default) or `classic`. An existing queue is used as it is.
+    #[serde(default = "default_queue_type")]
+    pub queue_type: QueueType,
+    /// Exchanges to bind to: each service's `control_exchange`.
+    #[serde(default = "default_exchanges")]
+    pub exchanges: Vec<String>,
+    /// Durability for exchanges Steward has to create because they do not exist yet; must match
+    /// the producers' `amqp_durable_queues`/`rabbit_quorum_queue` (oslo default: false).
+    #[serde(default)]
+    pub exchange_durable: bool,
+    /// Routing keys bound on every exchange.
+    #[serde(default = "default_routing_keys")]
+    pub routing_keys: Vec<String>,
+    /// Unacknowledged deliveries the broker may send ahead (AMQP prefetch).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// Commit after this many deliveries…
+    #[serde(default = "default_batch_max_messages")]
+    pub batch_max_messages: usize,
+    /// …or this long after the first delivery of a batch, whichever comes first.
+    #[serde(default = "default_batch_max_wait_ms")]
+    pub batch_max_wait_ms: u64,
+    /// First reconnect delay; doubles per failure up to `reconnect_max_ms`.
+    #[serde(default = "default_reconnect_initial_ms")]
+    pub reconnect_initial_ms: u64,
+    /// Longest reconnect delay.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: default_amqp_url(),
+            queue: default_queue(),
+            queue_type: default_queue_type(),
+            exchanges: default_exchanges(),
+            exchange_durable: false,
+            routing_keys: default_routing_keys(),
+            prefetch: default_prefetch(),
+            batch_max_messages: default_batch_max_messages(),
+            batch_max_wait_ms: default_batch_max_wait_ms(),
+            reconnect_initial_ms: default_reconnect_initial_ms(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_amqp_url() -> Secret {
+    Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f")
+}
+fn default_queue() -> String {
+    "steward.notifications".to_owned()
+}
+fn default_queue_type() -> QueueType {
+    QueueType::Quorum
+}
+fn default_exchanges() -> Vec<String> {
+    [
+        "nova",
+        "cinder",
+        "openstack",
+        "glance",
+        "neutron",
+        "octavia",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_routing_keys() -> Vec<String> {
+    [
+        "notifications.info",
+        "notifications.error",
+        "versioned_notifications.info",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_prefetch() -> u16 {
+    2000
+}
+fn default_batch_max_messages() -> usize {
+    500
+}
+fn default_batch_max_wait_ms() -> u64 {
+    20
+}
+fn default_reconnect_initial_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+
+/// `meter.http`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Accept Ceilometer HTTP-publisher posts. `/metrics`, `/healthz` and `/readyz` are served
+    /// on the same listener either way. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Listen address. Default `127.0.0.1:8788`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest accepted body; larger posts get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// When set, ingest requests must carry `Authorization: Bearer TOKEN`, or HTTP Basic auth
+    /// with TOKEN as the password (Ceilometer can only send Basic: `http://steward:TOKEN@host/…`).
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// TCP listen backlog (Ceilometer loses data on refused connections: keep it large).
+    #[serde(default = "default_listen_backlog")]
+    pub listen_backlog: u32,
+    /// How often the HTTP source records that it is alive; downtime longer than this becomes a
+    /// gap at the next start.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            bearer_token: None,
+            listen_backlog: default_listen_backlog(),
+            heartbeat_secs: default_heartbeat_secs(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8788))
+}
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_listen_backlog() -> u32 {
+    4096
+}
+fn default_heartbeat_secs() -> u64 {
+    5
+}
+
+/// `meter.writer`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSection {
+    /// Most inputs committed in one transaction (group commit across batches and requests).
+    #[serde(default = "default_max_records_per_commit")]
+    pub max_records_per_commit: usize,
+}
+
+impl Default for WriterSection {
+    fn default() -> Self {
+        Self {
+            max_records_per_commit: default_max_records_per_commit(),
+        }
+    }
+}
+
+fn default_max_records_per_commit() -> usize {
+    4000
+}
+
+impl MeterConfig {
+    /// Problems that the types alone cannot rule out, as `(field path, message)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut bad = |field: &str, message: &str| {
+            problems.push((format!("meter.{field}"), message.to_owned()));
+        };
+        let url = self.store.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bad("store.url", "must start with sqlite:// or postgres://");
+        }
+        let a = &self.amqp;
+        if !(a.url.expose().starts_with("amqp://") || a.url.expose().starts_with("amqps://")) {
+            bad("amqp.url", "must start with amqp:// or amqps://");
+        }
+        if a.queue.is_empty() {
+            bad("amqp.queue", "must not be empty");
+        }
+        if a.queue.starts_with("notifications.") || a.queue.starts_with("versioned_notifications.")
+        {
+            bad(
+                "amqp.queue",
+                "must not be a producers' shared queue: declaring it with other arguments makes \
+                 OpenStack services drop notifications",
+            );
+        }
+        if a.exchanges.is_empty() {
+            bad("amqp.exchanges", "must name at least one exchange");
+        }
+        if a.routing_keys.is_empty() {
+            bad("amqp.routing_keys", "must name at least one routing key");
+        }
+        if a.batch_max_messages == 0 {
+            bad("amqp.batch_max_messages", "must be at least 1");
+        }
+        if usize::from(a.prefetch) < a.batch_max_messages {
+            bad("amqp.prefetch", "must be at least amqp.batch_max_messages");
+        }
+        if a.reconnect_initial_ms == 0 || a.reconnect_max_ms < a.reconnect_initial_ms {
+            bad(
+                "amqp.reconnect_max_ms",
+                "must be >= reconnect_initial_ms > 0",
+            );
+        }
+        if self.http.max_body_bytes == 0 {
+            bad("http.max_body_bytes", "must be at least 1");
+        }
+        if self
+            .http
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            bad("http.bearer_token", "must not be empty when set");
+        }
+        if self.writer.max_records_per_commit == 0 {
+            bad("writer.max_records_per_commit", "must be at least 1");
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let config = MeterConfig::default();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("guest:guest"), "{debug}");
+        assert!(debug.contains("***"));
+    }
+
+    #[test]
+    fn defaults_have_no_problems() {
+        assert_eq!(
+            MeterConfig::default().problems(),
+            Vec::<(String, String)>::new()
+        );
+    }
+
+    #[test]
+    fn shared_producer_queue_is_refused() {
+        let mut config = MeterConfig::default();
+        config.amqp.queue = "notifications.info".to_owned();
+        let problems = config.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "meter.amqp.queue");
+    }
+}

@@ -1,0 +1,106 @@
+//! Decoding of oslo.messaging notification bodies (reference §1.1–1.3).
+//!
+//! Accepts envelope 2.0 (`{"oslo.version": "2.0", "oslo.message": "<JSON string>"}`) and 1.0
+//! (the notification dict itself), with or without `_context_*` keys. Anything that is not an
+//! oslo notification, or a billing notification whose payload cannot be read, is quarantined
+//! with the reason; unknown event types are accepted with no facts.
+
+use serde_json::Value;
+
+use crate::facts::{Notification, notification_facts};
+use crate::record::{Accepted, Decoded, Quarantined, RawRecord, RecordKind, Source};
+use crate::time::{Instant, parse_timestamp};
+
+/// Decodes one AMQP delivery body.
+pub fn decode_delivery(
+    body: &[u8],
+    exchange: &str,
+    routing_key: &str,
+    received_at: Instant,
+) -> Decoded {
+    match decode_inner(body, exchange, routing_key, received_at) {
+        Ok(accepted) => Decoded::Accepted(accepted),
+        Err(reason) => Decoded::Quarantined(Quarantined {
+            source: Source::Amqp,
+            reason,
+            exchange: Some(exchange.to_owned()),
+            routing_key: Some(routing_key.to_owned()),
+            received_at,
+            body: body.to_vec(),
+        }),
+    }
+}
+
+fn decode_inner(
+    body: &[u8],
+    exchange: &str,
+    routing_key: &str,
+    received_at: Instant,
+) -> Result<Accepted, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    let outer: Value = serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}"))?;
+    let Value::Object(outer_map) = &outer else {
+        return Err("body is not a JSON object".to_owned());
+    };
+    let inner_holder;
+    let (envelope, version) = match (outer_map.get("oslo.version"), outer_map.get("oslo.message")) {
+        (Some(version), Some(message)) => {
+            let version = version.as_str().unwrap_or_default();
+            if version.split('.').next() != Some("2") {
+                return Err(format!(
+                    "unsupported oslo.version {version:?} (expected 2.x)"
+                ));
+            }
+            let Value::String(message) = message else {
+                return Err("oslo.message is not a string".to_owned());
+            };
+            inner_holder = serde_json::from_str::<Value>(message)
+                .map_err(|e| format!("oslo.message is not JSON: {e}"))?;
+            (&inner_holder, "2.0")
+        }
+        _ => (&outer, "1.0"),
+    };
+    let Value::Object(env) = envelope else {
+        return Err("oslo.message is not a JSON object".to_owned());
+    };
+    let text_field = |key: &str| env.get(key).and_then(Value::as_str).map(str::to_owned);
+    let message_id = text_field("message_id")
+        .filter(|m| !m.is_empty())
+        .ok_or("envelope has no message_id")?;
+    let event_type = text_field("event_type")
+        .filter(|e| !e.is_empty())
+        .ok_or("envelope has no event_type")?;
+    let emitted_at = match env.get("timestamp") {
+        Some(Value::String(ts)) => {
+            parse_timestamp(ts).map_err(|e| format!("envelope field timestamp: {e}"))?
+        }
+        _ => None,
+    };
+    let priority = text_field("priority");
+    let payload = env.get("payload").unwrap_or(&Value::Null);
+    let facts = notification_facts(&Notification {
+        event_type: &event_type,
+        priority: priority.as_deref(),
+        payload,
+        emitted_at,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(Accepted {
+        record: RawRecord {
+            dedup_key: format!("msg:{message_id}"),
+            source: Source::Amqp,
+            kind: RecordKind::Notification,
+            message_id: Some(message_id),
+            exchange: Some(exchange.to_owned()),
+            routing_key: Some(routing_key.to_owned()),
+            envelope_version: Some(version.to_owned()),
+            publisher_id: text_field("publisher_id"),
+            event_type: Some(event_type),
+            priority,
+            emitted_at,
+            received_at,
+            body: text.to_owned(),
+        },
+        facts,
+    })
+}

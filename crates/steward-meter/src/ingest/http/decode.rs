@@ -1,0 +1,163 @@
+//! Decoding of Ceilometer HTTP-publisher bodies (reference §3.3–3.4).
+//!
+//! A body is a JSON array (`batch=true`) or a single object (`batch=false`). Each item is
+//! decoded on its own and kept verbatim, so one malformed item is quarantined while the others
+//! are stored. Events are recognised by `event_type`; samples by `name` (or the older
+//! `counter_name`).
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::facts::{SampleView, event_facts, sample_facts};
+use crate::record::{Accepted, Decoded, Quarantined, RawRecord, RecordKind, Source};
+use crate::time::{Instant, parse_timestamp, parse_timestamp_value};
+
+/// What the endpoint expects in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `POST …/events`.
+    Events,
+    /// `POST …/samples`.
+    Samples,
+}
+
+/// Decodes a whole POST body into one decoded entry per item.
+pub fn decode_body(body: &[u8], expect: Expect, received_at: Instant) -> Vec<Decoded> {
+    let quarantine = |reason: String, bytes: &[u8]| {
+        Decoded::Quarantined(Quarantined {
+            source: Source::Http,
+            reason,
+            exchange: None,
+            routing_key: None,
+            received_at,
+            body: bytes.to_vec(),
+        })
+    };
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => return vec![quarantine(format!("body is not UTF-8: {e}"), body)],
+    };
+    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => items,
+            Err(e) => return vec![quarantine(format!("body is not a JSON array: {e}"), body)],
+        }
+    } else {
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(item) => vec![item],
+            Err(e) => return vec![quarantine(format!("body is not JSON: {e}"), body)],
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let item = raw.get();
+            let result = match expect {
+                Expect::Events => decode_event(item, received_at),
+                Expect::Samples => decode_sample(item, received_at),
+            };
+            result.map(Decoded::Accepted).unwrap_or_else(|reason| {
+                quarantine(format!("item {index}: {reason}"), item.as_bytes())
+            })
+        })
+        .collect()
+}
+
+fn object(item: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(item) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("not a JSON object".to_owned()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+fn text<'a>(map: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+fn decode_event(item: &str, received_at: Instant) -> Result<Accepted, String> {
+    let map = object(item)?;
+    let message_id = text(&map, &["message_id"]).ok_or("event has no message_id")?;
+    let event_type = text(&map, &["event_type"]).ok_or("event has no event_type")?;
+    let generated = match map.get("generated") {
+        Some(v) => parse_timestamp_value(v).map_err(|e| format!("field generated: {e}"))?,
+        None => None,
+    };
+    let traits = match map.get("traits") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(traits)) => traits
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.as_array().map(Vec::as_slice) {
+                Some([Value::String(name), _type, value]) => Ok((name.clone(), value.clone())),
+                _ => Err(format!("traits[{i}] is not [name, type, value]")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err("traits is not a list".to_owned()),
+    };
+    let facts = event_facts(event_type, generated, &traits);
+    Ok(Accepted {
+        record: RawRecord {
+            dedup_key: format!("msg:{message_id}"),
+            source: Source::Http,
+            kind: RecordKind::CeilometerEvent,
+            message_id: Some(message_id.to_owned()),
+            exchange: None,
+            routing_key: None,
+            envelope_version: None,
+            publisher_id: None,
+            event_type: Some(event_type.to_owned()),
+            priority: None,
+            emitted_at: generated,
+            received_at,
+            body: item.to_owned(),
+        },
+        facts,
+    })
+}
+
+fn decode_sample(item: &str, received_at: Instant) -> Result<Accepted, String> {
+    let map = object(item)?;
+    let meter = text(&map, &["name", "counter_name"]).ok_or("sample has no name")?;
+    let resource_id = text(&map, &["resource_id"]).ok_or("sample has no resource_id")?;
+    let timestamp = text(&map, &["timestamp"]).ok_or("sample has no timestamp")?;
+    let timestamp = parse_timestamp(timestamp)
+        .map_err(|e| format!("field timestamp: {e}"))?
+        .ok_or("sample has no timestamp")?;
+    let volume = map
+        .get("volume")
+        .or_else(|| map.get("counter_volume"))
+        .ok_or("sample has no volume")?;
+    let facts = sample_facts(&SampleView {
+        meter,
+        sample_type: text(&map, &["type", "counter_type"]),
+        unit: text(&map, &["unit", "counter_unit"]),
+        volume,
+        resource_id,
+        project_id: text(&map, &["project_id"]),
+        user_id: text(&map, &["user_id"]),
+        timestamp,
+        metadata: map.get("resource_metadata"),
+    });
+    Ok(Accepted {
+        record: RawRecord {
+            dedup_key: format!("sample:{meter}:{resource_id}:{}", timestamp.micros()),
+            source: Source::Http,
+            kind: RecordKind::CeilometerSample,
+            message_id: text(&map, &["id", "message_id"]).map(str::to_owned),
+            exchange: None,
+            routing_key: None,
+            envelope_version: None,
+            publisher_id: None,
+            event_type: Some(meter.to_owned()),
+            priority: None,
+            emitted_at: Some(timestamp),
+            received_at,
+            body: item.to_owned(),
+        },
+        facts,
+    })
+}

@@ -1,0 +1,42 @@
+//! Metering for billing that never loses usage.
+//!
+//! Ceilometer loses notifications when RabbitMQ restarts and when its HTTP publisher fails.
+//! This crate receives the same OpenStack notifications — from Steward's own durable queue on
+//! RabbitMQ and from Ceilometer's HTTP publisher — and stores every one durably and exactly
+//! once, with the billing facts derived from it:
+//!
+//! - [`ingest`]: the AMQP and HTTP sources and the writer; inputs are acknowledged only after
+//!   their commit;
+//! - [`record`]: raw records, quarantine entries and gaps;
+//! - [`facts`]: normalisation of nova, cinder, glance, neutron and octavia events into facts
+//!   with a semantic dedup key;
+//! - [`store`]: the [`store::Store`] trait with SQLite and PostgreSQL backends;
+//! - [`serve`]: `steward meter serve`.
+//!
+//! ```
+//! use steward_meter::ingest::amqp::decode_delivery;
+//! use steward_meter::record::Decoded;
+//! use steward_meter::time::Instant;
+//!
+//! let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m-1\",
+//!   \"event_type\": \"compute.instance.delete.end\", \"priority\": \"INFO\",
+//!   \"timestamp\": \"2023-05-03 10:11:12.123456\",
+//!   \"payload\": {\"instance_id\": \"vm-1\", \"tenant_id\": \"p-1\",
+//!                 \"terminated_at\": \"2023-05-03T10:11:11.000000\"}}"}"#;
+//! let Decoded::Accepted(accepted) = decode_delivery(body, "nova", "notifications.info", Instant::now())
+//! else { panic!("not accepted") };
+//! assert_eq!(accepted.record.dedup_key, "msg:m-1");
+//! assert_eq!(accepted.facts[0].semantic_key(), "instance/vm-1/deleted/1683108671");
+//! assert_eq!(accepted.facts[0].project_id.as_deref(), Some("p-1"));
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod facts;
+pub mod ingest;
+pub mod metrics;
+pub mod record;
+pub mod serve;
+pub mod store;
+pub mod time;

@@ -1,0 +1,91 @@
+//! Metric names and the helpers that record them.
+//!
+//! Prometheus conventions: counters end in `_total`, labels are low-cardinality (`source` is
+//! `amqp` or `http`; never a project or resource id). The binary installs the recorder and
+//! serves it at `/metrics`.
+
+use crate::record::Batch;
+use crate::store::CommitOutcome;
+
+/// Inputs received, before decoding (`source`).
+pub const RECEIVED: &str = "steward_ingest_received_total";
+/// Raw records newly committed (`source`).
+pub const COMMITTED: &str = "steward_ingest_committed_total";
+/// Inputs recognised as already stored (`source`).
+pub const DUPLICATES: &str = "steward_ingest_duplicates_total";
+/// Inputs quarantined (`source`).
+pub const QUARANTINED: &str = "steward_ingest_quarantined_total";
+/// Facts newly committed (`source`).
+pub const FACTS: &str = "steward_ingest_facts_total";
+/// Time from receiving an input to acknowledging it (`source`), seconds.
+pub const ACK_LATENCY_SECONDS: &str = "steward_ingest_ack_latency_seconds";
+/// Inputs per AMQP batch.
+pub const BATCH_SIZE: &str = "steward_ingest_batch_size";
+/// Inputs per store transaction.
+pub const COMMIT_INPUTS: &str = "steward_store_commit_inputs";
+/// Store transaction duration, seconds.
+pub const COMMIT_SECONDS: &str = "steward_store_commit_seconds";
+/// Failed store transactions.
+pub const COMMIT_FAILURES: &str = "steward_store_commit_failures_total";
+/// 1 while connected to RabbitMQ, else 0.
+pub const AMQP_CONNECTED: &str = "steward_amqp_connected";
+/// AMQP connection attempts that failed.
+pub const AMQP_CONNECT_FAILURES: &str = "steward_amqp_connect_failures_total";
+/// Gaps recorded (`source`).
+pub const GAPS: &str = "steward_gaps_total";
+/// Gaps currently open (`source`).
+pub const GAPS_OPEN: &str = "steward_gaps_open";
+/// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `413`, `503`).
+pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
+
+/// Registers descriptions (units and help texts) for every metric.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(RECEIVED, "Inputs received, before decoding.");
+    describe_counter!(COMMITTED, "Raw records newly committed to the store.");
+    describe_counter!(
+        DUPLICATES,
+        "Inputs recognised as already stored (redeliveries, replays)."
+    );
+    describe_counter!(
+        QUARANTINED,
+        "Inputs that could not be decoded, kept in quarantine."
+    );
+    describe_counter!(FACTS, "Facts newly committed.");
+    describe_histogram!(
+        ACK_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from receiving an input to acknowledging it after commit."
+    );
+    describe_histogram!(BATCH_SIZE, "Inputs per AMQP batch.");
+    describe_histogram!(COMMIT_INPUTS, "Inputs per store transaction.");
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Store transaction duration.");
+    describe_counter!(COMMIT_FAILURES, "Store transactions that failed.");
+    describe_gauge!(AMQP_CONNECTED, "1 while connected to RabbitMQ.");
+    describe_counter!(AMQP_CONNECT_FAILURES, "Failed AMQP connection attempts.");
+    describe_counter!(
+        GAPS,
+        "Gaps recorded (windows in which a source could not receive)."
+    );
+    describe_gauge!(GAPS_OPEN, "Gaps currently open.");
+    describe_counter!(HTTP_REQUESTS, "HTTP ingest requests by answer.");
+}
+
+/// Histogram buckets (seconds) for latencies, and for batch sizes.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for batch and commit sizes.
+pub const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0];
+
+pub(crate) fn record_outcome(batch: &Batch, outcome: &CommitOutcome) {
+    let source = match (batch.accepted.first(), batch.quarantined.first()) {
+        (Some(a), _) => a.record.source.as_str(),
+        (None, Some(q)) => q.source.as_str(),
+        (None, None) => return,
+    };
+    metrics::counter!(COMMITTED, "source" => source).increment(outcome.records);
+    metrics::counter!(DUPLICATES, "source" => source).increment(outcome.duplicates);
+    metrics::counter!(FACTS, "source" => source).increment(outcome.facts);
+    metrics::counter!(QUARANTINED, "source" => source).increment(batch.quarantined.len() as u64);
+}

@@ -1,0 +1,215 @@
+//! `steward meter serve`: the ingest service.
+//!
+//! Wires the store, the writer, the AMQP source and the HTTP listener (ingest endpoints,
+//! `/metrics`, `/healthz`, `/readyz`) and runs them until the shutdown signal. Shutdown order
+//! keeps the ack-after-commit promise: the sources stop taking input and hand their last batch
+//! to the writer; in-flight HTTP requests finish; the writer commits everything submitted; the
+//! AMQP source acknowledges what was committed; then the process exits.
+//!
+//! HTTP downtime: Ceilometer drops what it cannot post, so a window in which Steward was not
+//! listening is a real gap. The HTTP source writes a heartbeat every `heartbeat_secs`; at start
+//! the window since the last heartbeat is recorded as a gap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
+
+use crate::config::MeterConfig;
+use crate::ingest::amqp::{AmqpSource, AmqpState};
+use crate::ingest::http::HttpIngest;
+use crate::ingest::{Writer, WriterConfig};
+use crate::record::Source;
+use crate::store::{self, Store, StoreError};
+use crate::time::Instant;
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("cannot open the store")]
+    Store(#[source] StoreError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("http server failed")]
+    Http(#[source] std::io::Error),
+}
+
+#[derive(Clone)]
+struct Ops {
+    metrics: Option<PrometheusHandle>,
+    amqp: Option<Arc<AmqpState>>,
+}
+
+/// Runs the ingest service until `shutdown` turns true.
+pub async fn serve(
+    config: MeterConfig,
+    metrics: Option<PrometheusHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    crate::metrics::describe();
+    let store = store::open(config.store.url.expose())
+        .await
+        .map_err(ServeError::Store)?;
+    tracing::info!(store = %store::redact_url(config.store.url.expose()), "store open");
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        WriterConfig {
+            max_records_per_commit: config.writer.max_records_per_commit,
+            ..WriterConfig::default()
+        },
+    );
+
+    let amqp_state = config.amqp.enabled.then(|| Arc::new(AmqpState::default()));
+    let amqp_task = amqp_state.clone().map(|state| {
+        let source = AmqpSource::new(
+            config.amqp.clone(),
+            writer.clone(),
+            store.clone(),
+            state,
+            shutdown.clone(),
+        );
+        tokio::spawn(source.run())
+    });
+
+    let http = &config.http;
+    let listener =
+        listen(http.listen, http.listen_backlog).map_err(|source| ServeError::Listen {
+            addr: http.listen,
+            source,
+        })?;
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(Ops {
+            metrics,
+            amqp: amqp_state,
+        });
+    let heartbeat_task = if http.enabled {
+        record_http_downtime(store.as_ref()).await;
+        app = app.merge(
+            HttpIngest::new(writer.clone(), http.bearer_token.clone()).router(http.max_body_bytes),
+        );
+        Some(tokio::spawn(heartbeat(
+            store.clone(),
+            Duration::from_secs(http.heartbeat_secs.max(1)),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+    tracing::info!(listen = %http.listen, ingest = http.enabled, "http listening");
+    drop(writer);
+
+    let mut http_shutdown = shutdown.clone();
+    let server = axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(async move {
+        let _ = http_shutdown.wait_for(|stop| *stop).await;
+    });
+    let result = server.await.map_err(ServeError::Http);
+    // The HTTP side is done; wait for the AMQP source to flush and acknowledge.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    if let Some(task) = amqp_task {
+        let _ = task.await;
+    }
+    if let Some(task) = heartbeat_task {
+        let _ = task.await;
+    }
+    // Every writer handle is gone now: the writer commits what is queued and stops.
+    let _ = writer_task.await;
+    tracing::info!("ingest stopped; everything received was committed");
+    result
+}
+
+/// Binds with a large backlog (Ceilometer loses posts on refused connections).
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
+    match &ops.amqp {
+        Some(amqp) if !amqp.connected() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "amqp: not connected\n")
+        }
+        _ => (StatusCode::OK, "ready\n"),
+    }
+}
+
+async fn render_metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    match &ops.metrics {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled\n".to_owned(),
+        ),
+    }
+}
+
+async fn record_http_downtime(store: &dyn Store) {
+    let now = Instant::now();
+    match store.last_heartbeat(Source::Http).await {
+        Ok(Some(last)) if now.micros() - last.micros() > 1_000_000 => {
+            let cause = "steward was not listening for ceilometer posts";
+            match store.open_gap(Source::Http, last, cause).await {
+                Ok(id) => {
+                    let _ = store.close_gap(id, now).await;
+                    metrics::counter!(crate::metrics::GAPS, "source" => "http").increment(1);
+                    tracing::warn!(from = %last, to = %now, "recorded http downtime gap");
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot record gap")
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot read heartbeat")
+        }
+    }
+}
+
+async fn heartbeat(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(error) = store.heartbeat(Source::Http, Instant::now()).await {
+            tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot write heartbeat");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            let _ = store.heartbeat(Source::Http, Instant::now()).await;
+            return;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The durable store: one [`Store`] trait, two backends (SQLite, PostgreSQL).
+//!
+//! # Design
+//!
+//! The ingest commits [`Batch`]es. One call to [`Store::commit`] is one database transaction
+//! holding several batches (group commit): raw records, their facts, quarantine entries and the
+//! per-source counters. When it returns `Ok`, everything is durable — SQLite runs in WAL mode
+//! with `synchronous=FULL`, PostgreSQL commits synchronously — and only then may the caller
+//! acknowledge the inputs (see `ingest::*::ack`).
+//!
+//! Invariants, each enforced by a unique constraint rather than an in-memory set:
+//! - `raw_records.dedup_key` is unique: a redelivered or replayed input is a no-op that is
+//!   counted as a duplicate;
+//! - `facts.semantic_key` is unique: the same transition arriving under different ids is one fact;
+//! - `quarantine.digest` is unique: a redelivered bad body is kept once.
+//!
+//! Migrations are embedded per backend and applied by [`open`].
+//! The shared behaviour suite in `tests.rs` runs against both backends.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use sql::SqlStore;
+
+use crate::record::{Batch, Gap, Source};
+use crate::time::Instant;
+
+/// A boxed future returned by store methods (object-safe async).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// Could not create the folder for the SQLite file.
+    #[error("cannot create store folder {path}")]
+    CreateDir {
+        /// The folder.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Could not connect.
+    #[error("cannot open store {url}")]
+    Connect {
+        /// The URL with any password removed.
+        url: String,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the embedded migrations failed.
+    #[error("cannot apply store migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A query failed (transient or not; the caller retries or nacks).
+    #[error("store query failed")]
+    Query(#[from] sqlx::Error),
+}
+
+/// What one committed batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// New raw records.
+    pub records: u64,
+    /// Raw records that were already stored (redeliveries, replays).
+    pub duplicates: u64,
+    /// New facts.
+    pub facts: u64,
+    /// Facts whose semantic key was already stored.
+    pub fact_duplicates: u64,
+    /// Quarantine entries written (a bad body seen before is not written again).
+    pub quarantined: u64,
+}
+
+/// Per-source ingest counters, as kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceStats {
+    /// `amqp` or `http`.
+    pub source: String,
+    /// Raw records stored.
+    pub records: i64,
+    /// Inputs recognised as already stored.
+    pub duplicates: i64,
+    /// Facts stored.
+    pub facts: i64,
+    /// Facts recognised as already stored.
+    pub fact_duplicates: i64,
+    /// Inputs quarantined.
+    pub quarantined: i64,
+    /// When the newest input of this source was received.
+    pub last_received_at: Option<Instant>,
+}
+
+/// A quarantine entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// Store id (for `meter quarantine show`).
+    pub id: i64,
+    /// The ingest path.
+    pub source: String,
+    /// Why it was quarantined.
+    pub reason: String,
+    /// AMQP exchange.
+    pub exchange: Option<String>,
+    /// AMQP routing key.
+    pub routing_key: Option<String>,
+    /// When it was received.
+    pub received_at: Instant,
+    /// The bytes as received.
+    pub body: Vec<u8>,
+}
+
+/// A fact as stored (the fields the CLI and tests read back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFact {
+    /// Semantic key.
+    pub semantic_key: String,
+    /// Dedup key of the raw record it came from.
+    pub record_key: String,
+    /// Resource type name.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: String,
+    /// Owner project.
+    pub project_id: Option<String>,
+    /// Fact kind name.
+    pub kind: String,
+    /// Effective time.
+    pub effective_at: Instant,
+    /// `payload` or `envelope`.
+    pub time_source: String,
+    /// `notification` or `ceilometer`.
+    pub origin: String,
+    /// Canonical JSON attributes.
+    pub attributes: String,
+}
+
+/// Everything `steward meter status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusSummary {
+    /// Counters per source.
+    pub sources: Vec<SourceStats>,
+    /// Raw records in the store.
+    pub records_total: i64,
+    /// Facts in the store.
+    pub facts_total: i64,
+    /// Quarantine entries in the store.
+    pub quarantined_total: i64,
+    /// Gaps recorded.
+    pub gaps_total: i64,
+    /// Gaps still open (a source is blind right now, or Steward died during one).
+    pub gaps_open: i64,
+}
+
+/// The durable store behind the ingest. See the module docs for the guarantees.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Commits the batches in one transaction; one outcome per batch, in order.
+    fn commit<'a>(&'a self, batches: &'a [Batch]) -> StoreFuture<'a, Vec<CommitOutcome>>;
+    /// Records the start of a gap; returns its id.
+    fn open_gap<'a>(
+        &'a self,
+        source: Source,
+        started_at: Instant,
+        cause: &'a str,
+    ) -> StoreFuture<'a, i64>;
+    /// Records the end of a gap.
+    fn close_gap(&self, id: i64, ended_at: Instant) -> StoreFuture<'_, ()>;
+    /// Closes gaps of `source` left open by a previous process; returns how many.
+    fn close_stale_gaps(&self, source: Source, ended_at: Instant) -> StoreFuture<'_, u64>;
+    /// Recent gaps, newest first.
+    fn gaps(&self, limit: u32) -> StoreFuture<'_, Vec<Gap>>;
+    /// Records that `source` was able to receive at `at`.
+    fn heartbeat(&self, source: Source, at: Instant) -> StoreFuture<'_, ()>;
+    /// The last heartbeat of `source`, if any.
+    fn last_heartbeat(&self, source: Source) -> StoreFuture<'_, Option<Instant>>;
+    /// Counters and totals for `meter status`.
+    fn status(&self) -> StoreFuture<'_, StatusSummary>;
+    /// Quarantine entries, newest first, without bodies' bytes beyond what is needed.
+    fn quarantine_list(&self, limit: u32) -> StoreFuture<'_, Vec<QuarantineEntry>>;
+    /// One quarantine entry.
+    fn quarantine_get(&self, id: i64) -> StoreFuture<'_, Option<QuarantineEntry>>;
+    /// Facts in store order (oldest first), at most `limit`.
+    fn facts(&self, limit: u32) -> StoreFuture<'_, Vec<StoredFact>>;
+}
+
+/// Opens (and migrates) the store named by `url`: `sqlite://PATH` or `postgres://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store = SqlStore::open(url).await?;
+    Ok(Arc::new(store))
+}
+
+/// Removes a password from a URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

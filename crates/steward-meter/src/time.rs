@@ -1,0 +1,200 @@
+//! Timestamps as OpenStack emits them.
+//!
+//! OpenStack services print times in a dozen shapes (reference §1.3): RFC 3339 with `Z` or an
+//! offset, Python's `str(datetime)` with a space separator, naive ISO values with 0–6 fraction
+//! digits, integer epoch seconds, and `""` or `null` for "not set". This module turns all of them
+//! into one [`Instant`]: microseconds since the Unix epoch, UTC.
+//!
+//! Invariants:
+//! - naive values are UTC (every OpenStack service stores UTC);
+//! - `""`, `null` and `"None"` are *absent* ([`None`]), never the epoch;
+//! - anything else that does not parse is an error, so the caller can quarantine or fall back
+//!   explicitly instead of guessing.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use serde_json::Value;
+
+/// A point in time: microseconds since 1970-01-01T00:00:00Z.
+///
+/// Stored as a plain integer so that both store backends keep it exactly and compare it cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(pub i64);
+
+impl Instant {
+    /// The current time of this host.
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_micros())
+    }
+
+    /// Converts from a chrono UTC datetime.
+    pub fn from_datetime(dt: DateTime<Utc>) -> Self {
+        Self(dt.timestamp_micros())
+    }
+
+    /// Microseconds since the epoch.
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (floor).
+    pub fn seconds(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
+    /// As a chrono UTC datetime (saturating at chrono's range).
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_micros(self.0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// RFC 3339 with microseconds and `Z`, e.g. `2023-05-03T10:11:12.123456Z`.
+    pub fn to_rfc3339(self) -> String {
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+}
+
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl std::fmt::Display for Instant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// A timestamp string that matches none of the shapes OpenStack emits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognised timestamp {0:?}")]
+pub struct TimestampError(pub String);
+
+/// Parses one timestamp string. `Ok(None)` means "absent" (`""`, `"None"`, `"null"`).
+pub fn parse_timestamp(text: &str) -> Result<Option<Instant>, TimestampError> {
+    let s = text.trim();
+    if s.is_empty() || s == "None" || s == "null" {
+        return Ok(None);
+    }
+    if let Some(instant) = parse_epoch(s) {
+        return Ok(Some(instant));
+    }
+    // Normalise the Python `str(datetime)` space separator to RFC 3339's `T`.
+    let normalised: std::borrow::Cow<'_, str> = match s.as_bytes().get(10) {
+        Some(b' ') => format!("{}T{}", &s[..10], &s[11..]).into(),
+        _ => s.into(),
+    };
+    if let Ok(dt) = DateTime::parse_from_rfc3339(&normalised) {
+        return Ok(Some(Instant::from_datetime(dt.with_timezone(&Utc))));
+    }
+    // Offsets without a colon (`+0000`) and naive values.
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
+        if let Ok(dt) = DateTime::parse_from_str(&normalised, format) {
+            return Ok(Some(Instant::from_datetime(dt.with_timezone(&Utc))));
+        }
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(&normalised, format) {
+            return Ok(Some(Instant::from_datetime(naive.and_utc())));
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d") {
+        if let Some(naive) = date.and_hms_opt(0, 0, 0) {
+            return Ok(Some(Instant::from_datetime(naive.and_utc())));
+        }
+    }
+    Err(TimestampError(text.to_owned()))
+}
+
+/// Integer (or decimal) epoch seconds, as neutron's `l3.meter` sends them.
+fn parse_epoch(s: &str) -> Option<Instant> {
+    if !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') || s.len() < 9 {
+        return None;
+    }
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = whole.parse().ok()?;
+    let mut micros_text = frac.chars().take(6).collect::<String>();
+    while micros_text.len() < 6 {
+        micros_text.push('0');
+    }
+    let micros: i64 = micros_text.parse().ok()?;
+    Some(Instant(secs.checked_mul(1_000_000)?.checked_add(micros)?))
+}
+
+/// Parses a JSON value that may hold a timestamp: a string, an integer epoch, or `null`.
+pub fn parse_timestamp_value(value: &Value) -> Result<Option<Instant>, TimestampError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => parse_timestamp(s),
+        Value::Number(n) => match n.as_i64() {
+            Some(secs) => Ok(secs.checked_mul(1_000_000).map(Instant)),
+            None => Err(TimestampError(n.to_string())),
+        },
+        other => Err(TimestampError(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        parse_timestamp(s).unwrap().unwrap().micros()
+    }
+
+    const BASE: i64 = 1_683_108_672_000_000; // 2023-05-03T10:11:12Z
+
+    #[test]
+    fn every_openstack_shape_parses_to_the_same_instant() {
+        // Reference §1.3, one line per source.
+        assert_eq!(at("2023-05-03 10:11:12"), BASE); // envelope, fraction omitted
+        assert_eq!(at("2023-05-03 10:11:12.123456"), BASE + 123_456); // envelope
+        assert_eq!(at("2023-05-03 10:11:12+00:00"), BASE); // nova legacy created_at
+        assert_eq!(at("2023-05-03T10:11:12.000000"), BASE); // nova legacy launched_at
+        assert_eq!(at("2023-05-03T10:11:12Z"), BASE); // nova versioned, glance, neutron
+        assert_eq!(at("2023-05-03T10:11:12+00:00"), BASE); // cinder
+        assert_eq!(at("2023-05-03T10:11:12.123456+00:00"), BASE + 123_456); // cinder, ceilometer
+        assert_eq!(at("2023-05-03T10:11:12.123456"), BASE + 123_456); // ceilometer generated
+        assert_eq!(at("2023-05-03T10:11:12.1"), BASE + 100_000); // short fraction
+        assert_eq!(at("1683108672"), BASE); // neutron l3.meter epoch seconds
+        assert_eq!(at("2023-05-03T12:11:12+02:00"), BASE); // non-UTC offset
+        assert_eq!(at("2023-05-03T12:11:12+0200"), BASE); // offset without colon
+    }
+
+    #[test]
+    fn empty_and_none_are_absent_not_epoch() {
+        for s in ["", "  ", "None", "null"] {
+            assert_eq!(parse_timestamp(s), Ok(None), "{s:?}");
+        }
+        assert_eq!(parse_timestamp_value(&Value::Null), Ok(None));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        for s in [
+            "yesterday",
+            "2023-13-45T99:00:00",
+            "12:00",
+            "2023/05/03 10:11:12",
+        ] {
+            assert!(parse_timestamp(s).is_err(), "{s:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn json_numbers_are_epoch_seconds() {
+        assert_eq!(
+            parse_timestamp_value(&serde_json::json!(1683108672)),
+            Ok(Some(Instant(BASE)))
+        );
+    }
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let i = Instant(BASE + 5);
+        assert_eq!(i.to_rfc3339(), "2023-05-03T10:11:12.000005Z");
+        assert_eq!(parse_timestamp(&i.to_rfc3339()).unwrap(), Some(i));
+    }
+}

@@ -1,0 +1,329 @@
+//! `steward meter …`: the ingest service and its operator views.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use steward_meter::metrics as m;
+use steward_meter::store::{self, Store};
+use tokio::sync::watch;
+
+use crate::config::{Config, LogFormat};
+use crate::output::{self, Format};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MeterCommand {
+    /// Run the ingest service: consume notifications from RabbitMQ and accept Ceilometer
+    /// HTTP-publisher posts; store each one durably and exactly once, then acknowledge it.
+    ///
+    /// Stops gracefully on SIGTERM or Ctrl-C: the batch in hand is committed and acknowledged.
+    Serve,
+    /// Show what the store holds: records, duplicates, quarantine, facts, gaps.
+    Status(OutputArgs),
+    /// Inspect inputs that could not be decoded (kept with the reason, never dropped).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// List recorded gaps: windows in which a source could not receive.
+    Gaps(GapArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GapArgs {
+    /// Most gaps to show, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QuarantineCommand {
+    /// List quarantine entries, newest first.
+    List {
+        /// Most entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one entry with its reason and the body as received.
+    Show {
+        /// The entry id (from `list`).
+        id: i64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+impl MeterCommand {
+    pub(crate) async fn run(self, config: Config) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Serve => serve(config).await,
+            Self::Status(args) => status(&open(&config).await?, args.output).await,
+            Self::Gaps(args) => gaps(&open(&config).await?, args.limit, args.out.output).await,
+            Self::Quarantine(QuarantineCommand::List { limit, out }) => {
+                quarantine_list(&open(&config).await?, limit, out.output).await
+            }
+            Self::Quarantine(QuarantineCommand::Show { id, out }) => {
+                quarantine_show(&open(&config).await?, id, out.output).await
+            }
+        }
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let url = config.meter.store.url.expose();
+    store::open(url)
+        .await
+        .with_context(|| format!("opening store {}", store::redact_url(url)))
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), m::LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(m::BATCH_SIZE.to_owned()), m::SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(m::COMMIT_INPUTS.to_owned()), m::SIZE_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    init_logging(&config);
+    let handle = install_metrics()?;
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: committing and acknowledging what is in hand");
+        let _ = stop.send(true);
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now; unacknowledged inputs will be redelivered");
+        std::process::exit(130);
+    });
+    steward_meter::serve::serve(config.meter, Some(handle), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn time_or_dash(t: Option<steward_meter::time::Instant>) -> String {
+    t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".to_owned())
+}
+
+async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Result<ExitCode> {
+    let summary = store.status().await.context("reading status")?;
+    let recent_gaps = store.gaps(5).await.context("reading gaps")?;
+    if format == Format::Json {
+        let gaps: Vec<_> = recent_gaps.iter().map(gap_json).collect();
+        output::json(&serde_json::json!({ "summary": summary, "recent_gaps": gaps }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        [
+            "SOURCE",
+            "RECORDS",
+            "DUPLICATES",
+            "FACTS",
+            "QUARANTINED",
+            "LAST RECEIVED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for s in &summary.sources {
+        rows.push(vec![
+            s.source.clone(),
+            s.records.to_string(),
+            s.duplicates.to_string(),
+            s.facts.to_string(),
+            s.quarantined.to_string(),
+            time_or_dash(s.last_received_at),
+        ]);
+    }
+    let mut text = output::table(&rows);
+    text.push_str(&format!(
+        "\nrecords {}  facts {}  quarantined {}  gaps {} ({} open)\n",
+        summary.records_total,
+        summary.facts_total,
+        summary.quarantined_total,
+        summary.gaps_total,
+        summary.gaps_open
+    ));
+    if !recent_gaps.is_empty() {
+        text.push_str("\nrecent gaps (steward meter gaps lists all):\n");
+        text.push_str(&gap_table(&recent_gaps));
+    }
+    output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gap_json(g: &steward_meter::record::Gap) -> serde_json::Value {
+    serde_json::json!({
+        "id": g.id,
+        "source": g.source.as_str(),
+        "started_at": g.started_at,
+        "ended_at": g.ended_at,
+        "cause": g.cause,
+    })
+}
+
+fn gap_table(gaps: &[steward_meter::record::Gap]) -> String {
+    let mut rows = vec![
+        ["ID", "SOURCE", "FROM", "TO", "SECONDS", "CAUSE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for g in gaps {
+        let seconds = g
+            .ended_at
+            .map(|end| format!("{:.1}", (end.micros() - g.started_at.micros()) as f64 / 1e6))
+            .unwrap_or_else(|| "open".to_owned());
+        rows.push(vec![
+            g.id.to_string(),
+            g.source.as_str().to_owned(),
+            g.started_at.to_rfc3339(),
+            time_or_dash(g.ended_at),
+            seconds,
+            g.cause.clone(),
+        ]);
+    }
+    output::table(&rows)
+}
+
+async fn gaps(
+    store: &std::sync::Arc<dyn Store>,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let gaps = store.gaps(limit).await.context("reading gaps")?;
+    match format {
+        Format::Json => output::json(&gaps.iter().map(gap_json).collect::<Vec<_>>())?,
+        Format::Table => output::print(&gap_table(&gaps))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine_json(q: &store::QuarantineEntry, with_body: bool) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "id": q.id,
+        "source": q.source,
+        "reason": q.reason,
+        "exchange": q.exchange,
+        "routing_key": q.routing_key,
+        "received_at": q.received_at,
+        "body_bytes": q.body.len(),
+    });
+    if with_body {
+        value["body"] = serde_json::Value::String(String::from_utf8_lossy(&q.body).into_owned());
+    }
+    value
+}
+
+async fn quarantine_list(
+    store: &std::sync::Arc<dyn Store>,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let entries = store
+        .quarantine_list(limit)
+        .await
+        .context("reading quarantine")?;
+    if format == Format::Json {
+        output::json(
+            &entries
+                .iter()
+                .map(|q| quarantine_json(q, false))
+                .collect::<Vec<_>>(),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        ["ID", "SOURCE", "RECEIVED", "BYTES", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for q in &entries {
+        rows.push(vec![
+            q.id.to_string(),
+            q.source.clone(),
+            q.received_at.to_rfc3339(),
+            q.body.len().to_string(),
+            q.reason.clone(),
+        ]);
+    }
+    output::print(&output::table(&rows))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn quarantine_show(
+    store: &std::sync::Arc<dyn Store>,
+    id: i64,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let Some(q) = store
+        .quarantine_get(id)
+        .await
+        .context("reading quarantine")?
+    else {
+        anyhow::bail!("no quarantine entry {id} (see `steward meter quarantine list`)");
+    };
+    if format == Format::Json {
+        output::json(&quarantine_json(&q, true))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = format!(
+        "id:          {}\nsource:      {}\nreceived:    {}\nreason:      {}\n",
+        q.id, q.source, q.received_at, q.reason
+    );
+    if let (Some(exchange), Some(key)) = (&q.exchange, &q.routing_key) {
+        text.push_str(&format!("exchange:    {exchange}\nrouting key: {key}\n"));
+    }
+    text.push_str(&format!(
+        "body ({} bytes):\n{}\n",
+        q.body.len(),
+        String::from_utf8_lossy(&q.body)
+    ));
+    output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

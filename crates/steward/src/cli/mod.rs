@@ -1,0 +1,72 @@
+//! Command-line interface: one module per subcommand, each owning its arguments and `run`.
+
+mod config_cmd;
+mod meter;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigSource};
+
+/// Steward: operator software for Sovereign Cloud Stack (SCS) OpenStack clouds.
+///
+/// Metering for billing that never loses usage: `steward meter serve` consumes OpenStack
+/// notifications from RabbitMQ and Ceilometer's HTTP publisher and stores every one durably and
+/// exactly once. With no configuration it runs on an embedded SQLite store
+/// (./steward-data/steward.db), listens on 127.0.0.1:8788 and consumes from
+/// amqp://guest:guest@127.0.0.1:5672/.
+#[derive(Debug, Parser)]
+#[command(
+    name = "steward",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file (YAML). Without one, every setting has its default.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "STEWARD_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Metering: ingest service, status, quarantine.
+    #[command(subcommand)]
+    Meter(meter::MeterCommand),
+    /// Configuration: validate a file.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let source = match &self.config {
+            Some(path) => ConfigSource::File(path.clone()),
+            None => ConfigSource::Defaults,
+        };
+        match self.command {
+            Command::Meter(command) => command.run(load(&source)?).await,
+            Command::Config(command) => command.run(&source),
+        }
+    }
+}
+
+/// Loads the configuration or fails with every located problem.
+fn load(source: &ConfigSource) -> anyhow::Result<Config> {
+    config::load(source).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+    })
+}
