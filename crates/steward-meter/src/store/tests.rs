@@ -1,1 +1,410 @@
+//! The store behaviour suite, run against both backends by `store_suite!`.
+//!
+//! PostgreSQL: `STEWARD_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! names a server where each test creates and drops its own database. A missing server fails
+//! the tests loudly; `STEWARD_TEST_SKIP_POSTGRES=1` leaves the PostgreSQL group out on purpose.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection as _;
+
+use super::{SqlStore, Store};
+use crate::facts::{Fact, FactKind, Origin, ResourceType, TimeSource};
+use crate::record::{Accepted, Batch, Quarantined, RawRecord, RecordKind, Source};
+use crate::time::Instant;
+
+/// A store for one test, removed afterwards.
+struct TestStore {
+    store: SqlStore,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Database { admin_url: String, name: String },
+    Skip,
+}
+
+impl TestStore {
+    async fn finish(self) {
+        self.store.pool().close().await;
+        if let Cleanup::Database { admin_url, name } = self.cleanup {
+            let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn sqlite_store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/store.db", dir.path().display());
+    TestStore {
+        store: SqlStore::open(&url).await.unwrap(),
+        cleanup: Cleanup::Dir(dir),
+    }
+}
+
+async fn postgres_store() -> Option<TestStore> {
+    if std::env::var("STEWARD_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "steward_t_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        Instant::now().micros() % 1_000_000
+    );
+    let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is needed for the store suite at {admin_url}: {e}. Start it (scripts/test \
+             does) or set STEWARD_TEST_SKIP_POSTGRES=1 to leave this group out."
+        )
+    });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("STEWARD_TEST_POSTGRES_URL must end in /DATABASE"),
+    };
+    Some(TestStore {
+        store: SqlStore::open(&url).await.unwrap(),
+        cleanup: Cleanup::Database { admin_url, name },
+    })
+}
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let t = super::sqlite_store().await;
+                    super::$name(&t.store).await;
+                    t.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(t) = super::postgres_store().await else { return };
+                    super::$name(&t.store).await;
+                    t.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    replaying_a_batch_is_a_no_op,
+    same_fact_under_different_ids_is_one_fact,
+    batches_in_one_commit_get_their_own_outcomes,
+    large_batches_are_split_into_statements,
+    quarantine_keeps_bad_input_once,
+    gaps_open_close_and_close_stale,
+    heartbeats_round_trip,
+    status_counts_per_source,
+    arrival_order_does_not_change_the_result,
+    fields_round_trip_exactly,
+);
+
+fn record(key: &str, source: Source) -> RawRecord {
+    RawRecord {
+        dedup_key: key.to_owned(),
+        source,
+        kind: RecordKind::Notification,
+        message_id: Some(key.trim_start_matches("msg:").to_owned()),
+        exchange: Some("nova".to_owned()),
+        routing_key: Some("notifications.info".to_owned()),
+        envelope_version: Some("2.0".to_owned()),
+        publisher_id: Some("compute.cmp-01".to_owned()),
+        event_type: Some("compute.instance.create.end".to_owned()),
+        priority: Some("INFO".to_owned()),
+        emitted_at: Some(Instant(1_683_108_672_123_456)),
+        received_at: Instant(1_683_108_673_000_000),
+        body: format!("{{\"message_id\": \"{key}\"}}"),
+    }
+}
+
+fn fact(resource: &str, kind: FactKind, secs: i64) -> Fact {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("flavor_name".to_owned(), serde_json::json!("SCS-2V-4"));
+    attributes.insert("vcpus".to_owned(), serde_json::json!(2));
+    Fact {
+        resource_type: ResourceType::Instance,
+        resource_id: resource.to_owned(),
+        project_id: Some("p-1".to_owned()),
+        user_id: Some("u-1".to_owned()),
+        kind,
+        effective_at: Instant(secs * 1_000_000 + 250),
+        time_source: TimeSource::Payload,
+        origin: Origin::Notification,
+        event_type: "compute.instance.create.end".to_owned(),
+        attributes,
+    }
+}
+
+fn accepted(key: &str, facts: Vec<Fact>) -> Accepted {
+    Accepted {
+        record: record(key, Source::Amqp),
+        facts,
+    }
+}
+
+fn batch(items: Vec<Accepted>) -> Batch {
+    Batch {
+        accepted: items,
+        quarantined: Vec::new(),
+    }
+}
+
+async fn count(store: &SqlStore, table: &str) -> i64 {
+    use sqlx::Row;
+    let row =
+        sqlx::query::<sqlx::Any>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    row.try_get::<i64, _>(0).unwrap()
+}
+
+async fn replaying_a_batch_is_a_no_op(store: &SqlStore) {
+    let b = batch(vec![
+        accepted("msg:a", vec![fact("vm-1", FactKind::Created, 100)]),
+        accepted("msg:b", vec![fact("vm-1", FactKind::Deleted, 200)]),
+    ]);
+    let first = store.commit(std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(
+        (first[0].records, first[0].duplicates, first[0].facts),
+        (2, 0, 2)
+    );
+    let again = store.commit(std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!((again[0].records, again[0].duplicates), (0, 2));
+    assert_eq!((again[0].facts, again[0].fact_duplicates), (0, 2));
+    assert_eq!(count(store, "raw_records").await, 2);
+    assert_eq!(count(store, "facts").await, 2);
+}
+
+async fn same_fact_under_different_ids_is_one_fact(store: &SqlStore) {
+    // Legacy and versioned notifications of one create: different message ids, same transition
+    // (the versioned time has no fraction: still the same second).
+    let mut versioned = fact("vm-1", FactKind::Created, 100);
+    versioned.effective_at = Instant(100 * 1_000_000);
+    let out = store
+        .commit(&[batch(vec![
+            accepted("msg:legacy", vec![fact("vm-1", FactKind::Created, 100)]),
+            accepted("msg:versioned", vec![versioned]),
+        ])])
+        .await
+        .unwrap();
+    assert_eq!(
+        (out[0].records, out[0].facts, out[0].fact_duplicates),
+        (2, 1, 1)
+    );
+    let facts = store.facts(10).await.unwrap();
+    assert_eq!(facts.len(), 1);
+    assert_eq!(
+        facts[0].record_key, "msg:legacy",
+        "the first arrival is kept"
+    );
+}
+
+async fn batches_in_one_commit_get_their_own_outcomes(store: &SqlStore) {
+    let b1 = batch(vec![accepted("msg:a", vec![]), accepted("msg:b", vec![])]);
+    let b2 = batch(vec![accepted("msg:b", vec![]), accepted("msg:c", vec![])]);
+    let out = store.commit(&[b1, b2]).await.unwrap();
+    assert_eq!((out[0].records, out[0].duplicates), (2, 0));
+    assert_eq!(
+        (out[1].records, out[1].duplicates),
+        (1, 1),
+        "b was committed by the first batch"
+    );
+    assert_eq!(count(store, "raw_records").await, 3);
+}
+
+async fn large_batches_are_split_into_statements(store: &SqlStore) {
+    let items: Vec<Accepted> = (0..1234)
+        .map(|i| {
+            accepted(
+                &format!("msg:{i}"),
+                vec![fact(&format!("vm-{i}"), FactKind::Created, i)],
+            )
+        })
+        .collect();
+    let out = store.commit(&[batch(items)]).await.unwrap();
+    assert_eq!((out[0].records, out[0].facts), (1234, 1234));
+    assert_eq!(count(store, "raw_records").await, 1234);
+    assert_eq!(count(store, "facts").await, 1234);
+}
+
+async fn quarantine_keeps_bad_input_once(store: &SqlStore) {
+    let bad = Quarantined {
+        source: Source::Amqp,
+        reason: "body is not JSON".to_owned(),
+        exchange: Some("nova".to_owned()),
+        routing_key: Some("notifications.info".to_owned()),
+        received_at: Instant(5),
+        body: vec![0xff, 0x00, b'{'],
+    };
+    let b = Batch {
+        accepted: vec![accepted("msg:ok", vec![])],
+        quarantined: vec![bad.clone()],
+    };
+    let out = store.commit(&[b.clone(), b]).await.unwrap();
+    assert_eq!(out[0].quarantined, 1);
+    assert_eq!(out[1].quarantined, 0, "a redelivered bad body is kept once");
+    let list = store.quarantine_list(10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    let entry = store.quarantine_get(list[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        entry.body, bad.body,
+        "bytes kept exactly, even invalid UTF-8"
+    );
+    assert_eq!(entry.reason, bad.reason);
+    assert_eq!(entry.exchange.as_deref(), Some("nova"));
+    assert!(
+        store
+            .quarantine_get(list[0].id + 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn gaps_open_close_and_close_stale(store: &SqlStore) {
+    let id = store
+        .open_gap(Source::Amqp, Instant(10), "connection lost: reset")
+        .await
+        .unwrap();
+    store.close_gap(id, Instant(20)).await.unwrap();
+    store.close_gap(id, Instant(99)).await.unwrap(); // closing twice keeps the first end
+    let stale = store
+        .open_gap(Source::Amqp, Instant(30), "cannot connect")
+        .await
+        .unwrap();
+    let other = store
+        .open_gap(Source::Http, Instant(40), "down")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .close_stale_gaps(Source::Amqp, Instant(50))
+            .await
+            .unwrap(),
+        1
+    );
+    let gaps = store.gaps(10).await.unwrap();
+    assert_eq!(gaps.len(), 3);
+    let by_id = |id| gaps.iter().find(|g| g.id == id).unwrap();
+    assert_eq!(by_id(id).ended_at, Some(Instant(20)));
+    assert_eq!(by_id(stale).ended_at, Some(Instant(50)));
+    assert!(by_id(stale).cause.ends_with("(closed at restart)"));
+    assert_eq!(by_id(other).ended_at, None);
+    assert_eq!(gaps[0].id, other, "newest first");
+    let status = store.status().await.unwrap();
+    assert_eq!((status.gaps_total, status.gaps_open), (3, 1));
+}
+
+async fn heartbeats_round_trip(store: &SqlStore) {
+    assert_eq!(store.last_heartbeat(Source::Http).await.unwrap(), None);
+    store.heartbeat(Source::Http, Instant(7)).await.unwrap();
+    store.heartbeat(Source::Http, Instant(9)).await.unwrap();
+    assert_eq!(
+        store.last_heartbeat(Source::Http).await.unwrap(),
+        Some(Instant(9))
+    );
+    assert_eq!(store.last_heartbeat(Source::Amqp).await.unwrap(), None);
+}
+
+async fn status_counts_per_source(store: &SqlStore) {
+    let http = Accepted {
+        record: record("msg:h", Source::Http),
+        facts: vec![],
+    };
+    store
+        .commit(&[batch(vec![accepted(
+            "msg:a",
+            vec![fact("vm", FactKind::Created, 1)],
+        )])])
+        .await
+        .unwrap();
+    store
+        .commit(&[batch(vec![accepted("msg:a", vec![])]), batch(vec![http])])
+        .await
+        .unwrap();
+    let status = store.status().await.unwrap();
+    assert_eq!(status.records_total, 2);
+    assert_eq!(status.facts_total, 1);
+    let amqp = status.sources.iter().find(|s| s.source == "amqp").unwrap();
+    assert_eq!((amqp.records, amqp.duplicates, amqp.facts), (1, 1, 1));
+    assert_eq!(amqp.last_received_at, Some(Instant(1_683_108_673_000_000)));
+    let http = status.sources.iter().find(|s| s.source == "http").unwrap();
+    assert_eq!((http.records, http.duplicates), (1, 0));
+}
+
+async fn arrival_order_does_not_change_the_result(store: &SqlStore) {
+    // The same inputs, split into batches differently and redelivered, give the same store.
+    let items: Vec<Accepted> = (0..40)
+        .map(|i| {
+            // A redelivery carries the same body, so the same key always has the same fact.
+            let k = i % 25;
+            accepted(
+                &format!("msg:{k}"),
+                vec![fact(&format!("vm-{}", k % 10), FactKind::Created, k)],
+            )
+        })
+        .collect();
+    let mut reversed = items.clone();
+    reversed.reverse();
+    for chunk in reversed.chunks(7) {
+        store.commit(&[batch(chunk.to_vec())]).await.unwrap();
+    }
+    for chunk in items.chunks(3) {
+        store.commit(&[batch(chunk.to_vec())]).await.unwrap();
+    }
+    assert_eq!(count(store, "raw_records").await, 25);
+    let facts = store.facts(100).await.unwrap();
+    let mut keys: Vec<_> = facts.iter().map(|f| f.semantic_key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), facts.len());
+    assert_eq!(
+        facts.len(),
+        25,
+        "one fact per distinct (resource, kind, second)"
+    );
+    let status = store.status().await.unwrap();
+    assert_eq!(status.records_total, 25);
+    assert_eq!(status.sources[0].duplicates, 80 - 25);
+}
+
+async fn fields_round_trip_exactly(store: &SqlStore) {
+    let f = fact("vm-9", FactKind::Resized, 1_683_108_671);
+    store
+        .commit(&[batch(vec![accepted("msg:r", vec![f.clone()])])])
+        .await
+        .unwrap();
+    let stored = &store.facts(1).await.unwrap()[0];
+    assert_eq!(stored.semantic_key, "instance/vm-9/resized/1683108671");
+    assert_eq!(stored.effective_at, f.effective_at, "microseconds kept");
+    assert_eq!(stored.attributes, r#"{"flavor_name":"SCS-2V-4","vcpus":2}"#);
+    assert_eq!(stored.project_id.as_deref(), Some("p-1"));
+    assert_eq!(
+        (stored.time_source.as_str(), stored.origin.as_str()),
+        ("payload", "notification")
+    );
+}

@@ -1,1 +1,449 @@
+//! HTTP source tests: Ceilometer captures and event fixtures decode to the expected facts; the
+//! endpoint answers 2xx only after commit, 400 with reasons (and quarantine), 401, 413, 503.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Expect, HttpIngest, decode_body};
+use crate::config::Secret;
+use crate::ingest::amqp::decode_delivery;
+use crate::ingest::{Writer, WriterConfig};
+use crate::record::{Accepted, Batch, Decoded, Gap, Source};
+use crate::store::{
+    CommitOutcome, QuarantineEntry, SqlStore, StatusSummary, Store, StoreError, StoreFuture,
+    StoredFact,
+};
+use crate::time::{Instant, parse_timestamp};
+
+fn fixture(rel: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn capture_body(rel: &str) -> String {
+    let capture: Value = serde_json::from_str(&fixture(rel)).unwrap();
+    serde_json::to_string(&capture["body"]).unwrap()
+}
+
+fn accepted(decoded: Vec<Decoded>) -> Vec<Accepted> {
+    decoded
+        .into_iter()
+        .map(|d| match d {
+            Decoded::Accepted(a) => a,
+            Decoded::Quarantined(q) => panic!("quarantined: {}", q.reason),
+        })
+        .collect()
+}
+
+const P: &str = "7c150a59fe714e6f9263774af9688f0e";
+
+#[test]
+fn real_ceilometer_event_captures_decode_to_facts() {
+    for (file, instance, project) in [
+        (
+            "captures/ceilometer-http/events-1.capture.json",
+            "6b062d41-0000-4000-8000-000000000000",
+            "a3f2c6b0e1d94b6f8c1f1d7e2a9b0c11",
+        ),
+        (
+            "captures/ceilometer-http/events-2.capture.json",
+            "6b062d41-0000-4000-8000-000000000001",
+            "7d1c5e3f9a2b4c6d8e0f1a2b3c4d5e6f",
+        ),
+    ] {
+        let items = accepted(decode_body(
+            capture_body(file).as_bytes(),
+            Expect::Events,
+            Instant(0),
+        ));
+        assert_eq!(items.len(), 1, "{file}");
+        let f = &items[0].facts[0];
+        assert_eq!(
+            (f.resource_type.as_str(), f.kind.as_str()),
+            ("instance", "created"),
+            "{file}"
+        );
+        assert_eq!(f.resource_id, instance);
+        assert_eq!(f.project_id.as_deref(), Some(project));
+        assert_eq!(f.origin.as_str(), "ceilometer");
+        assert_eq!(
+            f.time_source.as_str(),
+            "payload",
+            "launched_at trait dates it"
+        );
+        assert!(items[0].record.dedup_key.starts_with("msg:"));
+    }
+}
+
+#[test]
+fn real_ceilometer_sample_captures_decode() {
+    let items = accepted(decode_body(
+        capture_body("captures/ceilometer-http/samples-1.capture.json").as_bytes(),
+        Expect::Samples,
+        Instant(0),
+    ));
+    assert_eq!(items.len(), 5);
+    let keys: Vec<&str> = items.iter().map(|a| a.record.dedup_key.as_str()).collect();
+    assert!(
+        keys.contains(&"sample:vcpus:6b062d41-0000-4000-8000-000000000000:1795566926638669"),
+        "{keys:?}"
+    );
+    // Billable gauges become measured facts; booting time is not billable.
+    let measured: Vec<_> = items.iter().flat_map(|a| &a.facts).collect();
+    assert_eq!(measured.len(), 4);
+    let vcpus = measured
+        .iter()
+        .find(|f| f.attributes["meter"] == "vcpus")
+        .unwrap();
+    assert_eq!(vcpus.kind.as_str(), "measured");
+    assert_eq!(vcpus.attributes["volume"], 1);
+    assert_eq!(vcpus.attributes["flavor_name"], "m1.tiny");
+}
+
+/// (fixture, resource type, resource id, kind, owner, time, source)
+const EVENTS: &[(&str, &str, &str, &str, Option<&str>, &str, &str)] = &[
+    (
+        "volume.create.end",
+        "volume",
+        "2c1f0a57-8e1b-4a9f-9a65-1c6a1f1e7b10",
+        "created",
+        Some(P),
+        "2023-05-03T09:00:05Z",
+        "payload",
+    ),
+    (
+        "volume.resize.end",
+        "volume",
+        "2c1f0a57-8e1b-4a9f-9a65-1c6a1f1e7b10",
+        "resized",
+        Some(P),
+        "2023-05-03T11:30:00Z",
+        "envelope",
+    ),
+    (
+        "snapshot.create.end",
+        "snapshot",
+        "7d2e9a1c-3b4f-4c5d-8e6f-a1b2c3d4e5f6",
+        "created",
+        Some(P),
+        "2023-05-03T20:00:00Z",
+        "payload",
+    ),
+    (
+        "image.upload",
+        "image",
+        "5f4c6a3e-8d0b-4a4e-9a57-2f2d3c1b0a99",
+        "uploaded",
+        Some(P),
+        "2023-05-03T10:02:31Z",
+        "envelope",
+    ),
+    (
+        "floatingip.create.end",
+        "floating_ip",
+        "2f245a7b-796b-4f26-9cf9-9e82d248fda7",
+        "created",
+        None,
+        "2023-05-03T10:11:13Z",
+        "envelope",
+    ),
+    (
+        "octavia.loadbalancer.create.end",
+        "load_balancer",
+        "8d4c8f66-7ac1-408e-82d5-59f6fcdea9ee",
+        "created",
+        Some(P),
+        "2023-05-03T10:11:12.123456Z",
+        "envelope",
+    ),
+];
+
+#[test]
+fn ceilometer_event_fixtures_decode_to_their_facts() {
+    for (name, rtype, id, kind, owner, time, source) in EVENTS {
+        let body = fixture(&format!("ceilometer/{name}.json"));
+        let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+        let f = &items[0].facts[0];
+        assert_eq!(f.resource_type.as_str(), *rtype, "{name}");
+        assert_eq!(f.resource_id, *id, "{name}");
+        assert_eq!(f.kind.as_str(), *kind, "{name}");
+        assert_eq!(f.project_id.as_deref(), *owner, "{name}: owner");
+        assert_eq!(
+            f.effective_at,
+            parse_timestamp(time).unwrap().unwrap(),
+            "{name}"
+        );
+        assert_eq!(f.time_source.as_str(), *source, "{name}");
+    }
+}
+
+#[test]
+fn neutron_events_keep_the_caller_apart_from_the_owner() {
+    let body = fixture("ceilometer/floatingip.create.end.json");
+    let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+    let f = &items[0].facts[0];
+    assert_eq!(
+        f.project_id, None,
+        "ceilometer's network traits name the caller, not the owner"
+    );
+    assert_eq!(
+        f.attributes["caller_project_id"],
+        "admin0000000000000000000000000000"
+    );
+}
+
+#[test]
+fn catch_all_events_are_stored_without_facts() {
+    let body = fixture("ceilometer/backup.create.end.json");
+    let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+    assert_eq!(items.len(), 1);
+    assert!(items[0].facts.is_empty());
+}
+
+#[test]
+fn event_and_notification_of_one_message_share_the_dedup_key() {
+    let notification = fixture("captures/oslo/nova-compute.instance.create.end.v2.body");
+    let Decoded::Accepted(n) = decode_delivery(
+        notification.as_bytes(),
+        "nova",
+        "notifications.info",
+        Instant(0),
+    ) else {
+        panic!()
+    };
+    let message_id = n.record.message_id.clone().unwrap();
+    let event = serde_json::json!([{
+        "message_id": message_id, "event_type": "compute.instance.create.end",
+        "generated": "2026-11-25T00:01:39.618401", "raw": {}, "traits": []
+    }]);
+    let e = accepted(decode_body(
+        event.to_string().as_bytes(),
+        Expect::Events,
+        Instant(0),
+    ));
+    assert_eq!(e[0].record.dedup_key, n.record.dedup_key);
+}
+
+#[test]
+fn single_objects_and_counter_keys_are_accepted() {
+    let one = r#"{"counter_name": "volume.size", "counter_type": "gauge", "counter_unit": "GB",
+        "counter_volume": 20, "resource_id": "v-1", "project_id": "p", "user_id": "u",
+        "timestamp": "2023-05-03T10:11:12.123456", "resource_metadata": {}}"#;
+    let items = accepted(decode_body(one.as_bytes(), Expect::Samples, Instant(0)));
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].facts[0].resource_type.as_str(), "volume");
+    assert_eq!(items[0].facts[0].attributes["volume"], 20);
+}
+
+#[test]
+fn malformed_items_are_quarantined_one_by_one() {
+    let body = r#"[{"name": "vcpus", "type": "gauge", "volume": 1, "resource_id": "r",
+        "timestamp": "2023-05-03T10:11:12"}, {"name": "vcpus"}, 7,
+        {"name": "x", "resource_id": "r", "volume": 1, "timestamp": "someday"}]"#;
+    let decoded = decode_body(body.as_bytes(), Expect::Samples, Instant(0));
+    let reasons: Vec<String> = decoded
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Quarantined(q) => Some(q.reason.clone()),
+            Decoded::Accepted(_) => None,
+        })
+        .collect();
+    assert_eq!(decoded.len(), 4);
+    assert_eq!(
+        reasons,
+        [
+            "item 1: sample has no resource_id",
+            "item 2: not a JSON object",
+            "item 3: field timestamp: unrecognised timestamp \"someday\""
+        ]
+    );
+    let whole = decode_body(b"{\"truncated", Expect::Events, Instant(0));
+    assert!(
+        matches!(&whole[..], [Decoded::Quarantined(q)] if q.reason.starts_with("body is not JSON"))
+    );
+}
+
+/// A store whose commits always fail (a database outage).
+#[derive(Debug)]
+struct BrokenStore;
+
+fn broken<T>() -> StoreFuture<'static, T> {
+    Box::pin(async { Err(StoreError::Query(sqlx::Error::PoolTimedOut)) })
+}
+
+impl Store for BrokenStore {
+    fn commit<'a>(&'a self, _: &'a [Batch]) -> StoreFuture<'a, Vec<CommitOutcome>> {
+        broken()
+    }
+    fn open_gap<'a>(&'a self, _: Source, _: Instant, _: &'a str) -> StoreFuture<'a, i64> {
+        broken()
+    }
+    fn close_gap(&self, _: i64, _: Instant) -> StoreFuture<'_, ()> {
+        broken()
+    }
+    fn close_stale_gaps(&self, _: Source, _: Instant) -> StoreFuture<'_, u64> {
+        broken()
+    }
+    fn gaps(&self, _: u32) -> StoreFuture<'_, Vec<Gap>> {
+        broken()
+    }
+    fn heartbeat(&self, _: Source, _: Instant) -> StoreFuture<'_, ()> {
+        broken()
+    }
+    fn last_heartbeat(&self, _: Source) -> StoreFuture<'_, Option<Instant>> {
+        broken()
+    }
+    fn status(&self) -> StoreFuture<'_, StatusSummary> {
+        broken()
+    }
+    fn quarantine_list(&self, _: u32) -> StoreFuture<'_, Vec<QuarantineEntry>> {
+        broken()
+    }
+    fn quarantine_get(&self, _: i64) -> StoreFuture<'_, Option<QuarantineEntry>> {
+        broken()
+    }
+    fn facts(&self, _: u32) -> StoreFuture<'_, Vec<StoredFact>> {
+        broken()
+    }
+}
+
+/// Serves the ingest routes on a loopback port; returns the base URL.
+async fn serve(store: Arc<dyn Store>, token: Option<&str>, limit: usize) -> String {
+    let (writer, _task) = Writer::spawn(store, WriterConfig::default());
+    let app = HttpIngest::new(writer, token.map(Secret::new)).router(limit);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn sqlite() -> (Arc<SqlStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
+
+#[tokio::test]
+async fn answers_only_after_commit_and_counts_duplicates() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1 << 20).await;
+    let client = reqwest::Client::new();
+    let body = capture_body("captures/ceilometer-http/samples-1.capture.json");
+    let post = || {
+        client
+            .post(format!("{base}/v1/ceilometer/samples"))
+            .body(body.clone())
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), 200);
+    // 200 means committed: the rows are there when the answer arrives.
+    assert_eq!(store.status().await.unwrap().records_total, 5);
+    let second: Value = post().await.unwrap().json().await.unwrap();
+    assert_eq!(second["duplicates"], 5);
+    assert_eq!(store.status().await.unwrap().records_total, 5);
+}
+
+#[tokio::test]
+async fn malformed_input_gets_400_with_reasons_and_is_kept() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1 << 20).await;
+    let body = r#"[{"message_id": "m-ok", "event_type": "x.y", "generated": "2023-05-03T10:11:12", "traits": []},
+                   {"event_type": "x.y"}]"#;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/ceilometer/events"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["quarantined"][0], "item 1: event has no message_id");
+    assert_eq!(
+        answer["stored"], 1,
+        "the good item of the same post is stored"
+    );
+    let q = store.quarantine_list(5).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].body, br#"{"event_type": "x.y"}"#);
+}
+
+#[tokio::test]
+async fn token_is_required_when_configured() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), Some("s3cret"), 1 << 20).await;
+    let client = reqwest::Client::new();
+    let body = capture_body("captures/ceilometer-http/events-1.capture.json");
+    let url = format!("{base}/v1/ceilometer/events");
+    let none = client.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = client
+        .post(&url)
+        .bearer_auth("nope")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        store.status().await.unwrap().records_total,
+        0,
+        "nothing stored without auth"
+    );
+    let bearer = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+    // Ceilometer's publisher can only send Basic auth from the URL's userinfo.
+    let basic = client
+        .post(&url)
+        .basic_auth("steward", Some("s3cret"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1024).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/ceilometer/samples"))
+        .body(vec![b' '; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(store.status().await.unwrap().quarantined_total, 0);
+}
+
+#[tokio::test]
+async fn store_failure_gets_503_so_nothing_is_acknowledged() {
+    let base = serve(Arc::new(BrokenStore), None, 1 << 20).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/ceilometer/events"))
+        .body(capture_body(
+            "captures/ceilometer-http/events-1.capture.json",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("retry"),
+        "{answer}"
+    );
+}
