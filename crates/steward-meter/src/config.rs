@@ -58,14 +58,22 @@ pub struct StoreConfig {
     /// replicas). Default `sqlite://./steward-data/steward.db`.
     #[serde(default = "default_store_url")]
     pub url: Secret,
+    /// How long to keep trying to reach the database before giving up with an error.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: default_store_url(),
+            connect_timeout_secs: default_connect_timeout_secs(),
         }
     }
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    10
 }
 
 fn default_store_url() -> Secret {

@@ -173,8 +173,18 @@ pub fn parse(
     }
 }
 
+/// The first line of a parser message, without the parser's own `error: line N column M:`
+/// prefix (the location is printed once, as FILE:LINE:COLUMN).
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((location, rest)) if location.contains(" column ") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
 }
 
 /// The line of the last key of a dotted path (`meter.amqp.queue` → the `queue:` line inside

@@ -194,9 +194,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// Opens (and migrates) the store named by `url`: `sqlite://PATH` or `postgres://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    let store = SqlStore::open(url).await?;
+    open_with_timeout(url, DEFAULT_CONNECT_TIMEOUT).await
+}
+
+/// Like [`open`], giving up on an unreachable database after `timeout`.
+pub async fn open_with_timeout(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let store = SqlStore::open_with_timeout(url, timeout).await?;
     Ok(Arc::new(store))
 }
+
+/// How long [`open`] tries to reach the database.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Removes a password from a URL for messages and logs.
 pub fn redact_url(url: &str) -> String {

@@ -6,8 +6,12 @@ use sqlx::any::AnyPoolOptions;
 use super::{StoreError, redact_url};
 
 /// Connects to `postgres://…` and applies migrations (serialised by sqlx's advisory lock).
-pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+pub(super) async fn connect(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<AnyPool, StoreError> {
     let pool = AnyPoolOptions::new()
+        .acquire_timeout(timeout)
         .max_connections(8)
         .connect(url)
         .await

@@ -39,15 +39,23 @@ pub struct SqlStore {
 impl SqlStore {
     /// Connects to `url` and applies the backend's migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_timeout(url, super::DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// Like [`SqlStore::open`], giving up on an unreachable database after `timeout`.
+    pub async fn open_with_timeout(
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             Ok(Self {
-                pool: sqlite::connect(url).await?,
+                pool: sqlite::connect(url, timeout).await?,
                 backend: Backend::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self {
-                pool: postgres::connect(url).await?,
+                pool: postgres::connect(url, timeout).await?,
                 backend: Backend::Postgres,
             })
         } else {

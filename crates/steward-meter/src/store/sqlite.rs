@@ -9,7 +9,10 @@ use sqlx::{AnyPool, Executor};
 use super::StoreError;
 
 /// Connects to `sqlite://PATH` (creating the file and its folder) and applies migrations.
-pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+pub(super) async fn connect(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<AnyPool, StoreError> {
     // Validate the URL and create the folder before sqlx tries to open the file.
     let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
         url: url.to_owned(),
@@ -28,6 +31,7 @@ pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
         format!("{url}?mode=rwc")
     };
     let pool = AnyPoolOptions::new()
+        .acquire_timeout(timeout)
         .max_connections(4)
         .after_connect(|conn, _meta| {
             Box::pin(async move {

@@ -217,7 +217,7 @@ fn gap_table(gaps: &[steward_meter::record::Gap]) -> String {
     for g in gaps {
         let seconds = g
             .ended_at
-            .map(|end| format!("{:.1}", (end.micros() - g.started_at.micros()) as f64 / 1e6))
+            .map(|end| format!("{:.3}", (end.micros() - g.started_at.micros()) as f64 / 1e6))
             .unwrap_or_else(|| "open".to_owned());
         rows.push(vec![
             g.id.to_string(),

@@ -191,8 +191,9 @@ impl AmqpSource {
     }
 
     async fn connect(&self) -> Result<(Connection, lapin::Consumer, lapin::Channel), lapin::Error> {
-        let properties =
-            ConnectionProperties::default().with_connection_name("steward-meter".into());
+        // The queue in the name tells replicas and test instances apart in the broker's UI.
+        let name = format!("steward-meter {}", self.config.queue);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = Connection::connect(self.config.url.expose(), properties).await?;
         self.declare_queue(&connection).await?;
         for exchange in &self.config.exchanges {

@@ -1,0 +1,169 @@
+//! The command line as an operator meets it: help, `config check`, exit codes, errors.
+
+use std::process::Command;
+
+fn steward(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(args)
+        .env_remove("STEWARD_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn help_teaches_the_defaults() {
+    let out = steward(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:8788"), "{text}");
+    assert!(text.contains("meter"), "{text}");
+    let out = steward(&["meter", "serve", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SIGTERM"));
+}
+
+#[test]
+fn config_check_accepts_the_documented_examples() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["config", "check"])
+            .arg(&path)
+            .env("STEWARD_DB_PASSWORD", "example")
+            .env("STEWARD_AMQP_PASSWORD", "example")
+            .env("STEWARD_HTTP_TOKEN", "example")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "expected example configs in {}",
+        docs.display()
+    );
+}
+
+#[test]
+fn config_check_points_at_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "bad.yaml",
+        "meter:\n  amqp:\n    queue: notifications.info\n    prefetch: 10\n",
+    );
+    let out = steward(&["config", "check", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{path}:3: meter.amqp.queue: must not be a producers' shared queue"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{path}:4: meter.amqp.prefetch:")),
+        "{text}"
+    );
+
+    let typo = write(
+        &dir,
+        "typo.yaml",
+        "meter:\n  http:\n    listen: 127.0.0.1:8788\n    lisen_backlog: 5\n",
+    );
+    let out = steward(&["config", "check", &typo]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("{typo}:4:")), "{text}");
+    assert!(text.contains("lisen_backlog"), "{text}");
+
+    let good = write(
+        &dir,
+        "good.yaml",
+        "meter:\n  http:\n    listen: 127.0.0.1:9999\n",
+    );
+    let out = steward(&["config", "check", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{good}: ok\n")
+    );
+}
+
+#[test]
+fn unset_environment_variable_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "env.yaml",
+        "meter:\n  store:\n    url: ${STEWARD_TEST_UNSET_VARIABLE}\n",
+    );
+    let out = steward(&["config", "check", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(":3: environment variable STEWARD_TEST_UNSET_VARIABLE is not set")
+    );
+}
+
+#[test]
+fn runtime_errors_exit_2_with_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "c.yaml",
+        "meter:\n  store:\n    url: postgres://steward:hunter2@127.0.0.1:1/nowhere\n    connect_timeout_secs: 1\n",
+    );
+    let out = steward(&["--config", &path, "meter", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.starts_with("error: opening store postgres://steward:***@127.0.0.1:1/nowhere"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2"),
+        "the password must not be printed: {text}"
+    );
+    let missing = steward(&["--config", "/nonexistent/steward.yaml", "meter", "status"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/steward.yaml: cannot read")
+    );
+}
+
+#[test]
+fn status_of_an_empty_store_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "c.yaml",
+        &format!(
+            "meter:\n  store:\n    url: sqlite://{}/s.db\n",
+            dir.path().display()
+        ),
+    );
+    let out = steward(&["--config", &path, "meter", "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("records 0  facts 0  quarantined 0  gaps 0 (0 open)"),
+        "{text}"
+    );
+}
