@@ -18,13 +18,18 @@
 //! use steward_meter::record::Decoded;
 //! use steward_meter::time::Instant;
 //!
-//! let body = br#"{"oslo.version": "2.0", "oslo.message": "{\"message_id\": \"m-1\",
-//!   \"event_type\": \"compute.instance.delete.end\", \"priority\": \"INFO\",
-//!   \"timestamp\": \"2023-05-03 10:11:12.123456\",
-//!   \"payload\": {\"instance_id\": \"vm-1\", \"tenant_id\": \"p-1\",
-//!                 \"terminated_at\": \"2023-05-03T10:11:11.000000\"}}"}"#;
-//! let Decoded::Accepted(accepted) = decode_delivery(body, "nova", "notifications.info", Instant::now())
-//! else { panic!("not accepted") };
+//! // An oslo.messaging 2.0 envelope: the notification is a JSON *string* inside it.
+//! let notification = serde_json::json!({
+//!     "message_id": "m-1",
+//!     "event_type": "compute.instance.delete.end",
+//!     "priority": "INFO",
+//!     "timestamp": "2023-05-03 10:11:12.123456",
+//!     "payload": {"instance_id": "vm-1", "tenant_id": "p-1",
+//!                 "terminated_at": "2023-05-03T10:11:11.000000"},
+//! });
+//! let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": notification.to_string()});
+//! let decoded = decode_delivery(body.to_string().as_bytes(), "nova", "notifications.info", Instant::now());
+//! let Decoded::Accepted(accepted) = decoded else { panic!("quarantined") };
 //! assert_eq!(accepted.record.dedup_key, "msg:m-1");
 //! assert_eq!(accepted.facts[0].semantic_key(), "instance/vm-1/deleted/1683108671");
 //! assert_eq!(accepted.facts[0].project_id.as_deref(), Some("p-1"));

@@ -100,10 +100,10 @@ pub fn parse_timestamp(text: &str) -> Result<Option<Instant>, TimestampError> {
             return Ok(Some(Instant::from_datetime(naive.and_utc())));
         }
     }
-    if let Ok(date) = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d") {
-        if let Some(naive) = date.and_hms_opt(0, 0, 0) {
-            return Ok(Some(Instant::from_datetime(naive.and_utc())));
-        }
+    if let Ok(date) = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d")
+        && let Some(naive) = date.and_hms_opt(0, 0, 0)
+    {
+        return Ok(Some(Instant::from_datetime(naive.and_utc())));
     }
     Err(TimestampError(text.to_owned()))
 }

@@ -199,15 +199,15 @@ fn find_field_line(text: &str, field: &str) -> Option<u32> {
         if trimmed.starts_with('#') || indent < min_indent {
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix(current) {
-            if rest.trim_start().starts_with(':') {
-                match wanted.next() {
-                    Some(next) => {
-                        current = next;
-                        min_indent = indent + 1;
-                    }
-                    None => return Some(index as u32 + 1),
+        if let Some(rest) = trimmed.strip_prefix(current)
+            && rest.trim_start().starts_with(':')
+        {
+            match wanted.next() {
+                Some(next) => {
+                    current = next;
+                    min_indent = indent + 1;
                 }
+                None => return Some(index as u32 + 1),
             }
         }
     }

@@ -1,5 +1,7 @@
 //! The command line as an operator meets it: help, `config check`, exit codes, errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::process::Command;
 
 fn steward(args: &[&str]) -> std::process::Output {

@@ -1,6 +1,8 @@
 //! End to end through RabbitMQ: crash safety (SIGKILL), broker disconnects, quarantine,
 //! graceful shutdown. Real broker, real binary, real SQLite file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::time::Duration;

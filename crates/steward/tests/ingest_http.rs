@@ -1,6 +1,8 @@
 //! End to end through HTTP: Ceilometer-style posts while the server is SIGKILLed and restarted.
 //! Whatever was answered 2xx must be in the store afterwards, and nothing twice.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::collections::HashSet;

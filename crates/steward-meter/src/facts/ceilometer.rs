@@ -28,10 +28,10 @@ pub fn event_facts(
     let mut payload: Map<String, Value> =
         traits.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let alias = |payload: &mut Map<String, Value>, from: &str, to: &str| {
-        if !payload.contains_key(to) {
-            if let Some(v) = payload.get(from).cloned() {
-                payload.insert(to.to_owned(), v);
-            }
+        if !payload.contains_key(to)
+            && let Some(v) = payload.get(from).cloned()
+        {
+            payload.insert(to.to_owned(), v);
         }
     };
     let n = |payload| notification(event_type, payload, generated);

@@ -23,7 +23,6 @@ struct TestStore {
 enum Cleanup {
     Dir(#[allow(dead_code)] tempfile::TempDir),
     Database { admin_url: String, name: String },
-    Skip,
 }
 
 impl TestStore {

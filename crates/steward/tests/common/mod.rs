@@ -5,7 +5,7 @@
 //! RabbitMQ: `STEWARD_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`). A missing
 //! broker fails the tests loudly; the test command starts one (scripts/test).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -106,18 +106,8 @@ impl Steward {
             .unwrap();
         self.child = Some(child);
         self.restarts += 1;
-        let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client
-                .get(format!("{}/readyz", self.base_url()))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
-            }
+        while !self.is_ready().await {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("steward exited during start-up ({status}):\n{}", self.log());
             }
@@ -130,23 +120,23 @@ impl Steward {
         }
     }
 
-    /// Waits until `/readyz` answers 200 (the AMQP source is consuming).
+    /// True when `/readyz` answers 200 (the AMQP source is consuming).
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("{}/readyz", self.base_url());
+        matches!(reqwest::get(url).await, Ok(r) if r.status() == 200)
+    }
+
+    /// Waits until `/readyz` answers 200 again.
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = client
-                .get(format!("{}/readyz", self.base_url()))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
-            }
+        while !self.is_ready().await {
+            assert!(
+                Instant::now() < deadline,
+                "steward not ready again in 30 s:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("steward not ready again in 30 s:\n{}", self.log());
     }
 
     /// SIGKILL: no chance to flush anything.

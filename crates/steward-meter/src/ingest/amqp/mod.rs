@@ -113,10 +113,9 @@ impl AmqpSource {
             .store
             .close_stale_gaps(Source::Amqp, Instant::now())
             .await
+            && n > 0
         {
-            if n > 0 {
-                tracing::info!(gaps = n, "closed amqp gaps left open by a previous run");
-            }
+            tracing::info!(gaps = n, "closed amqp gaps left open by a previous run");
         }
         loop {
             if *self.shutdown.borrow() {
@@ -365,8 +364,8 @@ impl AmqpSource {
                     break SessionEnd::Lost("consumer cancelled by the broker".to_owned());
                 }
             }
-            if let Some(acker_of_last) = last.take() {
-                if let Err(lost) = self
+            if let Some(acker_of_last) = last.take()
+                && let Err(lost) = self
                     .flush(
                         std::mem::take(&mut batch),
                         acker_of_last,
@@ -374,9 +373,8 @@ impl AmqpSource {
                         &ack_tx,
                     )
                     .await
-                {
-                    break lost;
-                }
+            {
+                break lost;
             }
         };
         if let (SessionEnd::Shutdown, Some(acker_of_last)) = (&end, last.take()) {

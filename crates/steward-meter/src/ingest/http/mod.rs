@@ -66,12 +66,11 @@ impl HttpIngest {
         if let Some(bearer) = value.strip_prefix("Bearer ") {
             return constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes());
         }
-        if let Some(basic) = value.strip_prefix("Basic ") {
-            if let Some(decoded) = base64_decode(basic.trim()) {
-                if let Some(colon) = decoded.iter().position(|&b| b == b':') {
-                    return constant_time_eq(&decoded[colon + 1..], token.expose().as_bytes());
-                }
-            }
+        if let Some(basic) = value.strip_prefix("Basic ")
+            && let Some(decoded) = base64_decode(basic.trim())
+            && let Some(colon) = decoded.iter().position(|&b| b == b':')
+        {
+            return constant_time_eq(&decoded[colon + 1..], token.expose().as_bytes());
         }
         false
     }

@@ -105,7 +105,17 @@ fn real_ceilometer_sample_captures_decode() {
 }
 
 /// (fixture, resource type, resource id, kind, owner, time, source)
-const EVENTS: &[(&str, &str, &str, &str, Option<&str>, &str, &str)] = &[
+type EventExpectation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
+const EVENTS: &[EventExpectation] = &[
     (
         "volume.create.end",
         "volume",
