@@ -1,1 +1,425 @@
-fn main() {}
+//! `steward-bench`: end-to-end durable-ingest benchmarks against the real broker and binary.
+//!
+//! ```text
+//! cargo build --release -p steward -p steward-bench
+//! target/release/steward-bench amqp --count 200000
+//! target/release/steward-bench http --count 40000 --connections 32
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use steward_bench::workload::mixed_notification;
+
+/// Durable-ingest benchmarks for Steward (results go to stdout as JSON and text).
+#[derive(Debug, Parser)]
+struct Cli {
+    /// The steward binary to measure (build it with --release).
+    #[arg(long, default_value = "target/release/steward", global = true)]
+    steward: PathBuf,
+    /// RabbitMQ to use.
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
+    amqp_url: String,
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Notifications published to RabbitMQ → committed to SQLite and acknowledged, compared
+    /// with the ceiling: the same queue drained by a consumer that acks without storing.
+    Amqp {
+        /// Notifications per run.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+    },
+    /// Ceilometer-style HTTP posts (one event per post, as the publisher sends them) → committed.
+    Http {
+        /// Posts in total.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// Concurrent keep-alive connections (Ceilometer uses up to 64 publisher threads).
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !cli.steward.exists() {
+        bail!(
+            "{} not found: cargo build --release -p steward",
+            cli.steward.display()
+        );
+    }
+    match cli.command {
+        Bench::Amqp { count } => amqp(&cli.steward, &cli.amqp_url, count).await,
+        Bench::Http { count, connections } => http(&cli.steward, count, connections).await,
+    }
+}
+
+fn run_id() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    )
+}
+
+async fn connect(url: &str) -> anyhow::Result<Connection> {
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// Publishes with confirms (a window of 2,000 in flight), like oslo.messaging but pipelined.
+async fn publish(url: &str, exchange: &str, key: &str, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let conn = connect(url).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let started = Instant::now();
+    let mut window = Vec::with_capacity(2000);
+    for body in bodies {
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        window.push(
+            ch.basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await?,
+        );
+        if window.len() == 2000 {
+            for c in window.drain(..) {
+                c.await?;
+            }
+        }
+    }
+    for c in window {
+        c.await?;
+    }
+    let rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
+    conn.close(200, "done".into()).await?;
+    Ok(rate)
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+/// Drains `queue` acking every 500 deliveries with `multiple`, storing nothing.
+async fn ceiling(url: &str, count: usize, bodies: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let queue = format!("steward.bench.ceiling.{}", run_id());
+    let conn = connect(url).await?;
+    let ch = conn.create_channel().await?;
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        quorum(),
+    )
+    .await?;
+    publish(url, "", &queue, bodies).await?;
+    ch.basic_qos(2000, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            "ceiling".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut seen = 0;
+    let mut started = None;
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        started.get_or_insert_with(Instant::now);
+        // Touch the body as Steward must, to be fair: parse it.
+        let _: serde_json::Value = serde_json::from_slice(&delivery.data)?;
+        seen += 1;
+        if seen % 500 == 0 || seen == count {
+            delivery
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await?;
+        }
+        if seen == count {
+            break;
+        }
+    }
+    let elapsed = started
+        .map(|s| s.elapsed().as_secs_f64())
+        .unwrap_or(f64::NAN);
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    conn.close(200, "done".into()).await?;
+    Ok(count as f64 / elapsed)
+}
+
+struct Serve {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Serve {
+    fn start(
+        steward: &PathBuf,
+        dir: tempfile::TempDir,
+        yaml: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let config = dir.path().join("steward.yaml");
+        std::fs::write(&config, yaml)?;
+        let log = std::fs::File::create(dir.path().join("serve.log"))?;
+        let child = Command::new(steward)
+            .args([
+                "--config",
+                config.to_str().unwrap_or_default(),
+                "meter",
+                "serve",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Self { child, dir, port })
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await {
+                if r.status() == 200 {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "steward not ready: {}",
+            std::fs::read_to_string(self.dir.path().join("serve.log"))?
+        )
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+async fn records(db: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COALESCE(SUM(records), 0) FROM ingest_stats")
+        .fetch_one(db)
+        .await
+        .unwrap_or(0)
+}
+
+async fn open_db(path: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    Ok(sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?)
+}
+
+async fn amqp(steward: &PathBuf, url: &str, count: usize) -> anyhow::Result<()> {
+    let id = run_id();
+    let bodies: Vec<Vec<u8>> = (0..count).map(|i| mixed_notification(&id, i)).collect();
+    let mean_bytes = bodies.iter().map(Vec::len).sum::<usize>() / count.max(1);
+    eprintln!("{count} notifications, {mean_bytes} bytes on average");
+
+    let ceiling_rate = ceiling(url, count, &bodies).await?;
+    eprintln!("ceiling (consume + parse + ack, no store): {ceiling_rate:.0}/s");
+
+    // Steward: declare its queue and bindings, stop, publish a backlog, then drain it.
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let (queue, exchange) = (format!("steward.bench.{id}"), format!("steward-bench-{id}"));
+    let db_path = dir.path().join("steward.db");
+    let yaml = format!(
+        "meter:\n  store:\n    url: sqlite://{}\n  amqp:\n    url: {url}\n    queue: {queue}\n    exchanges: [{exchange}]\n    routing_keys: [notifications.info]\n  http:\n    listen: 127.0.0.1:{port}\n",
+        db_path.display()
+    );
+    let serve = Serve::start(steward, dir, &yaml, port)?;
+    serve.wait_ready().await?;
+    serve.stop()?;
+    let publish_rate = publish(url, &exchange, "notifications.info", &bodies).await?;
+    eprintln!("published the backlog at {publish_rate:.0}/s");
+
+    let dir = tempfile::tempdir()?;
+    let serve = Serve::start(steward, dir, &yaml, port)?;
+    let db = loop {
+        if let Ok(db) = open_db(&db_path).await {
+            break db;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut first: Option<(Instant, i64)> = None;
+    let mut rss_peak: f64 = 0.0;
+    let mut rss_samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let done = loop {
+        let n = records(&db).await;
+        let rss = serve.rss_mb();
+        rss_peak = rss_peak.max(rss);
+        if n > 0 {
+            first.get_or_insert((Instant::now(), n));
+            rss_samples.push(rss);
+        }
+        if n as usize >= count {
+            break Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {count} records after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (t0, n0) = first.unwrap_or((done, 0));
+    let rate = (count as i64 - n0) as f64 / done.duration_since(t0).as_secs_f64();
+    rss_samples.sort_by(|a, b| a.total_cmp(b));
+    let rss_median = rss_samples
+        .get(rss_samples.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
+    serve.stop()?;
+    let conn = connect(url).await?;
+    let ch = conn.create_channel().await?;
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    conn.close(200, "done".into()).await?;
+
+    let result = serde_json::json!({
+        "bench": "amqp_to_sqlite",
+        "notifications": count,
+        "mean_body_bytes": mean_bytes,
+        "ceiling_per_sec": ceiling_rate.round(),
+        "steward_per_sec": rate.round(),
+        "fraction_of_ceiling": (rate / ceiling_rate * 100.0).round() / 100.0,
+        "rss_mb_median": (rss_median * 10.0).round() / 10.0,
+        "rss_mb_peak": (rss_peak * 10.0).round() / 10.0,
+    });
+    println!("{result}");
+    eprintln!(
+        "steward: {rate:.0} notifications/s committed and acked ({:.0} % of the ceiling), RSS median {rss_median:.1} MB, peak {rss_peak:.1} MB",
+        rate / ceiling_rate * 100.0
+    );
+    Ok(())
+}
+
+async fn http(steward: &PathBuf, count: usize, connections: usize) -> anyhow::Result<()> {
+    let id = run_id();
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let db_path = dir.path().join("steward.db");
+    let yaml = format!(
+        "meter:\n  store:\n    url: sqlite://{}\n  amqp:\n    enabled: false\n  http:\n    listen: 127.0.0.1:{port}\n",
+        db_path.display()
+    );
+    let serve = Serve::start(steward, dir, &yaml, port)?;
+    serve.wait_ready().await?;
+    let url = format!("http://127.0.0.1:{port}/v1/ceilometer/events");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (url, id) = (url.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            for i in (c..count).step_by(connections) {
+                let body = serde_json::json!([{
+                    "message_id": format!("{id}-{i}"), "event_type": "compute.instance.create.end",
+                    "generated": "2026-11-25T00:35:26.638669", "raw": {},
+                    "traits": [["tenant_id", 1, "p-1"], ["instance_id", 1, format!("vm-{i}")],
+                               ["instance_type", 1, "SCS-2V-4"], ["vcpus", 2, 2],
+                               ["launched_at", 4, "2026-11-25T00:30:57.638546"]]
+                }]);
+                let sent = Instant::now();
+                let response = client.post(&url).body(body.to_string()).send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "answer {}",
+                    response.status()
+                );
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = serve.rss_mb();
+    let db = open_db(&db_path).await?;
+    let stored = records(&db).await;
+    serve.stop()?;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let result = serde_json::json!({
+        "bench": "http_events_to_sqlite",
+        "posts": count,
+        "connections": connections,
+        "stored": stored,
+        "posts_per_sec": (count as f64 / elapsed).round(),
+        "latency_ms_p50": (pct(0.5) * 100.0).round() / 100.0,
+        "latency_ms_p99": (pct(0.99) * 100.0).round() / 100.0,
+        "rss_mb": (rss * 10.0).round() / 10.0,
+    });
+    println!("{result}");
+    anyhow::ensure!(stored as usize == count, "stored {stored} of {count}");
+    Ok(())
+}

@@ -184,6 +184,14 @@ mod tests {
     }
 
     #[test]
+    fn short_digit_runs_are_not_epochs() {
+        assert!(
+            parse_timestamp("20230503").is_err(),
+            "a compact date is not 1970-08-23"
+        );
+    }
+
+    #[test]
     fn json_numbers_are_epoch_seconds() {
         assert_eq!(
             parse_timestamp_value(&serde_json::json!(1683108672)),
@@ -196,5 +204,26 @@ mod tests {
         let i = Instant(BASE + 5);
         assert_eq!(i.to_rfc3339(), "2023-05-03T10:11:12.000005Z");
         assert_eq!(parse_timestamp(&i.to_rfc3339()).unwrap(), Some(i));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_shape_round_trips_at_its_precision(micros in 0i64..4_102_444_800_000_000) {
+            let t = Instant(micros).to_datetime();
+            let whole = Instant(micros - micros.rem_euclid(1_000_000));
+            let shapes = [
+                (t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(), Instant(micros)),
+                (t.format("%Y-%m-%d %H:%M:%S").to_string(), whole),
+                (t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(), Instant(micros)),
+                (t.format("%Y-%m-%dT%H:%M:%SZ").to_string(), whole),
+                (t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(), Instant(micros)),
+                (t.format("%Y-%m-%d %H:%M:%S+00:00").to_string(), whole),
+            ];
+            // Epoch text needs 9+ digits (from 1973 on): shorter digit runs are not epochs.
+            let epoch = (whole.seconds() >= 100_000_000).then(|| (whole.seconds().to_string(), whole));
+            for (text, expected) in shapes.into_iter().chain(epoch) {
+                proptest::prop_assert_eq!(parse_timestamp(&text), Ok(Some(expected)), "{}", text);
+            }
+        }
     }
 }

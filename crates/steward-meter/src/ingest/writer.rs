@@ -11,7 +11,7 @@
 //! later than batch N+1.
 
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -93,8 +93,19 @@ impl Writer {
     }
 }
 
+/// First pause after a failed commit; doubles up to [`MAX_FAILURE_PAUSE`].
+const FIRST_FAILURE_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between commits while the store keeps failing.
+const MAX_FAILURE_PAUSE: Duration = Duration::from_secs(5);
+
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Submission>, config: WriterConfig) {
+    // While the store fails, pause between attempts: every failure sends inputs back to be
+    // redelivered (AMQP nack) or retried (HTTP 503), and a hot loop would only add load.
+    let mut pause = Duration::ZERO;
     while let Some(first) = rx.recv().await {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let mut group = vec![first];
         let mut inputs = group[0].batch.len();
         while inputs < config.max_records_per_commit {
@@ -114,6 +125,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Submission>, config: 
         metrics::histogram!(m::COMMIT_INPUTS).record(inputs as f64);
         match result {
             Ok(outcomes) => {
+                pause = Duration::ZERO;
                 for ((reply, outcome), batch) in replies.into_iter().zip(outcomes).zip(&batches) {
                     m::record_outcome(batch, &outcome);
                     let _ = reply.send(Ok(outcome));
@@ -123,6 +135,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Submission>, config: 
                 let message = format!("{:#}", anyhow_like(&error));
                 tracing::warn!(error = %message, inputs, "store commit failed; inputs will be redelivered");
                 metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                pause = (pause * 2).clamp(FIRST_FAILURE_PAUSE, MAX_FAILURE_PAUSE);
                 for reply in replies {
                     let _ = reply.send(Err(CommitFailed(message.clone())));
                 }
@@ -141,4 +154,93 @@ pub(crate) fn anyhow_like(error: &(dyn std::error::Error + 'static)) -> impl std
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::record::{Gap, Source};
+    use crate::store::{QuarantineEntry, StatusSummary, StoreError, StoreFuture, StoredFact};
+    use crate::time::Instant;
+
+    /// Fails the first `failures` commits, then succeeds.
+    #[derive(Debug)]
+    struct Flaky {
+        failures: u32,
+        calls: AtomicU32,
+    }
+
+    fn unused<T>() -> StoreFuture<'static, T> {
+        Box::pin(async { Err(StoreError::Query(sqlx::Error::PoolClosed)) })
+    }
+
+    impl Store for Flaky {
+        fn commit<'a>(&'a self, batches: &'a [Batch]) -> StoreFuture<'a, Vec<CommitOutcome>> {
+            Box::pin(async move {
+                if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+                    return Err(StoreError::Query(sqlx::Error::PoolTimedOut));
+                }
+                Ok(batches
+                    .iter()
+                    .map(|_| CommitOutcome {
+                        records: 1,
+                        ..Default::default()
+                    })
+                    .collect())
+            })
+        }
+        fn open_gap<'a>(&'a self, _: Source, _: Instant, _: &'a str) -> StoreFuture<'a, i64> {
+            unused()
+        }
+        fn close_gap(&self, _: i64, _: Instant) -> StoreFuture<'_, ()> {
+            unused()
+        }
+        fn close_stale_gaps(&self, _: Source, _: Instant) -> StoreFuture<'_, u64> {
+            unused()
+        }
+        fn gaps(&self, _: u32) -> StoreFuture<'_, Vec<Gap>> {
+            unused()
+        }
+        fn heartbeat(&self, _: Source, _: Instant) -> StoreFuture<'_, ()> {
+            unused()
+        }
+        fn last_heartbeat(&self, _: Source) -> StoreFuture<'_, Option<Instant>> {
+            unused()
+        }
+        fn status(&self) -> StoreFuture<'_, StatusSummary> {
+            unused()
+        }
+        fn quarantine_list(&self, _: u32) -> StoreFuture<'_, Vec<QuarantineEntry>> {
+            unused()
+        }
+        fn quarantine_get(&self, _: i64) -> StoreFuture<'_, Option<QuarantineEntry>> {
+            unused()
+        }
+        fn facts(&self, _: u32) -> StoreFuture<'_, Vec<StoredFact>> {
+            unused()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_reach_every_submitter_and_the_writer_backs_off_then_recovers() {
+        let store = Arc::new(Flaky {
+            failures: 3,
+            calls: AtomicU32::new(0),
+        });
+        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            let error = writer.commit(Batch::default()).await.unwrap_err();
+            assert!(error.0.contains("store query failed"), "{error}");
+        }
+        let ok = writer.commit(Batch::default()).await.unwrap();
+        assert_eq!(ok.records, 1);
+        // Pauses of 100, 200 and 400 ms came between the four attempts.
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 4);
+    }
 }

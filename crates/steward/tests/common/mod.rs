@@ -15,7 +15,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
@@ -293,103 +293,4 @@ impl Publisher {
     }
 }
 
-/// Wraps a notification dict as oslo.messaging's `messagingv2` driver does.
-pub fn oslo_v2(envelope: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "oslo.version": "2.0",
-        "oslo.message": envelope.to_string(),
-    }))
-    .unwrap()
-}
-
-/// Notification `i` of a mixed stream (nova legacy + versioned, cinder, glance, neutron and an
-/// event type without billing meaning), as oslo v2 bodies. Per 10 notifications: 8 facts (the
-/// versioned create repeats the legacy create's fact; the identity event has none).
-pub fn mixed_notification(run: &str, i: usize) -> Vec<u8> {
-    let t = |offset: usize| {
-        let secs = 1_683_108_000 + (i / 10) as i64 * 60 + offset as i64;
-        chrono::DateTime::from_timestamp(secs, 0).unwrap()
-    };
-    let naive = |offset| t(offset).format("%Y-%m-%d %H:%M:%S").to_string();
-    let iso = |offset| t(offset).format("%Y-%m-%dT%H:%M:%S.000000").to_string();
-    let z = |offset| t(offset).format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let group = i / 10;
-    let vm = format!("vm-{run}-{group}");
-    let legacy = |extra: Value| {
-        let mut p = json!({"tenant_id": "p-1", "user_id": "u-1", "instance_id": vm,
-            "instance_type": "SCS-2V-4", "instance_flavor_id": "f-1", "vcpus": 2, "memory_mb": 4096,
-            "root_gb": 20, "ephemeral_gb": 0, "state": "active", "created_at": naive(0),
-            "launched_at": iso(1), "terminated_at": "", "deleted_at": ""});
-        for (k, v) in extra.as_object().unwrap() {
-            p[k] = v.clone();
-        }
-        p
-    };
-    let (event_type, payload, ts) = match i % 10 {
-        0 => ("compute.instance.create.end", legacy(json!({})), naive(2)),
-        1 => (
-            "instance.create.end",
-            json!({"nova_object.name": "InstanceActionPayload",
-              "nova_object.data": {"uuid": vm, "tenant_id": "p-1", "launched_at": z(1), "state": "active"}}),
-            naive(2),
-        ),
-        2 => (
-            "compute.instance.power_off.end",
-            legacy(json!({"state": "stopped"})),
-            naive(10),
-        ),
-        3 => (
-            "compute.instance.power_on.end",
-            legacy(json!({})),
-            naive(20),
-        ),
-        4 => (
-            "compute.instance.delete.end",
-            legacy(json!({"state": "deleted", "terminated_at": iso(30)})),
-            naive(31),
-        ),
-        5 => (
-            "volume.create.end",
-            json!({"tenant_id": "p-1", "volume_id": format!("vol-{run}-{group}"),
-              "size": 10, "volume_type": "t-1", "created_at": z(3)}),
-            naive(4),
-        ),
-        6 => (
-            "volume.resize.end",
-            json!({"tenant_id": "p-1", "volume_id": format!("vol-{run}-{group}"),
-              "size": 20, "volume_type": "t-1", "created_at": z(3)}),
-            naive(40),
-        ),
-        7 => (
-            "image.upload",
-            json!({"id": format!("img-{run}-{group}"), "owner": "p-1", "size": 1024,
-              "status": "active", "updated_at": z(5)}),
-            naive(6),
-        ),
-        8 => (
-            "floatingip.create.end",
-            json!({"floatingip": {"id": format!("fip-{run}-{group}"),
-              "project_id": "p-1", "floating_ip_address": "203.0.113.1", "created_at": z(7)}}),
-            naive(8),
-        ),
-        _ => (
-            "identity.project.created",
-            json!({"resource_info": "p-9"}),
-            naive(9),
-        ),
-    };
-    oslo_v2(&json!({
-        "message_id": format!("{run}-{i:08}"),
-        "publisher_id": "test.host1",
-        "event_type": event_type,
-        "priority": "INFO",
-        "payload": payload,
-        "timestamp": ts,
-        "_unique_id": format!("{:032x}", i),
-    }))
-}
-
-/// Facts expected from `mixed_notification(run, 0..n)` for `n` a multiple of 10.
-pub fn mixed_expected_facts(n: usize) -> i64 {
-    (n / 10 * 8) as i64
-}
+pub use steward_bench::workload::{mixed_expected_facts, mixed_notification, oslo_v2};
