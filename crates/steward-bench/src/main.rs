@@ -216,10 +216,9 @@ impl Serve {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await {
-                if r.status() == 200 {
-                    return Ok(());
-                }
+            let url = format!("http://127.0.0.1:{}/readyz", self.port);
+            if matches!(reqwest::get(url).await, Ok(r) if r.status() == 200) {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -293,4 +293,5 @@ impl Publisher {
     }
 }
 
+#[allow(unused_imports)] // each test binary uses its own part of the shared harness
 pub use steward_bench::workload::{mixed_expected_facts, mixed_notification, oslo_v2};
