@@ -82,11 +82,14 @@ impl SqlStore {
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
             let mut outcome = CommitOutcome::default();
-            let accepted: Vec<&Accepted> = batch
+            let mut accepted: Vec<&Accepted> = batch
                 .accepted
                 .iter()
                 .filter(|a| seen_records.insert(a.record.dedup_key.as_str()))
                 .collect();
+            // Insert in key order: replicas committing overlapping keys (redeliveries after a
+            // crash) then take their locks in the same order and cannot deadlock.
+            accepted.sort_unstable_by(|x, y| x.record.dedup_key.cmp(&y.record.dedup_key));
             for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
                 outcome.records +=
                     insert_records(self.backend, &mut tx, chunk, committed_at).await?;
@@ -103,10 +106,11 @@ impl SqlStore {
                 .map(|(key, fact)| (key, fact, fact.semantic_key()))
                 .collect();
             let total_facts = facts.len() as u64;
-            let fresh: Vec<_> = facts
+            let mut fresh: Vec<_> = facts
                 .into_iter()
                 .filter(|(_, _, k)| seen_facts.insert(k.clone()))
                 .collect();
+            fresh.sort_unstable_by(|x, y| x.2.cmp(&y.2));
             for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
                 outcome.facts += insert_facts(self.backend, &mut tx, chunk).await?;
             }

@@ -57,18 +57,41 @@ impl Steward {
     /// A configuration with its own queue, exchange, port and SQLite file; `extra_http` is
     /// appended to the `http:` section.
     pub fn new(tag: &str, extra_http: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let name = unique(tag);
-        let queue = format!("steward.test.{name}");
-        let exchange = format!("steward-test-{name}");
+        Self::configure(
+            None,
+            &format!("steward.test.{name}"),
+            &format!("steward-test-{name}"),
+            extra_http,
+        )
+    }
+
+    /// Another replica: same queue and exchange as `other`, its own port and folder, the given
+    /// store (several replicas share one PostgreSQL).
+    pub fn replica(other: &Steward, store_url: &str) -> Self {
+        Self::configure(Some(store_url), &other.queue, &other.exchange, "")
+    }
+
+    /// A configuration with the given store (default: SQLite in the test's folder).
+    pub fn configure(
+        store_url: Option<&str>,
+        queue: &str,
+        exchange: &str,
+        extra_http: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, exchange) = (queue.to_owned(), exchange.to_owned());
         let port = free_port();
         let config = dir.path().join("steward.yaml");
+        let db = match store_url {
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}", dir.path().join("data/steward.db").display()),
+        };
         let yaml = format!(
-            "meter:\n  store:\n    url: sqlite://{db}\n  amqp:\n    url: {amqp}\n    queue: {queue}\n    \
+            "meter:\n  store:\n    url: {db}\n  amqp:\n    url: {amqp}\n    queue: {queue}\n    \
              exchanges: [{exchange}]\n    routing_keys: [notifications.info]\n    \
              reconnect_initial_ms: 100\n    reconnect_max_ms: 1000\n  http:\n    listen: 127.0.0.1:{port}\n    \
              heartbeat_secs: 1\n{extra_http}log:\n  level: info\n",
-            db = dir.path().join("data/steward.db").display(),
             amqp = amqp_url(),
         );
         std::fs::write(&config, yaml).unwrap();

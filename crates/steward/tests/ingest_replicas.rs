@@ -1,0 +1,105 @@
+//! Several `steward meter serve` replicas: competing consumers on one quorum queue, one
+//! PostgreSQL. One replica is SIGKILLed mid-stream; its unacknowledged deliveries go to the
+//! other, and the database's unique keys keep every notification exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Publisher, Steward, mixed_expected_facts, mixed_notification, unique};
+use sqlx::{Connection, PgConnection, PgPool};
+
+fn postgres_url() -> String {
+    std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn count(db: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+async fn wait_for(db: &PgPool, sql: &str, want: i64, timeout: Duration) -> i64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = count(db, sql).await;
+        if n >= want || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_survive_a_sigkill_with_exact_totals() {
+    if std::env::var("STEWARD_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        return;
+    }
+    const N: usize = 10_000;
+    let admin_url = postgres_url();
+    let name = unique("steward_t_replicas").replace('-', "_");
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is needed at {admin_url}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+
+    let first = Steward::new("replica", "");
+    let mut a = Steward::replica(&first, &url);
+    let mut b = Steward::replica(&first, &url);
+    a.start().await;
+    b.start().await;
+    let db = PgPool::connect(&url).await.unwrap();
+
+    let run = unique("rep");
+    let exchange = first.exchange.clone();
+    let publisher = tokio::spawn(async move {
+        let p = Publisher::connect().await;
+        for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+            let bodies = chunk.iter().map(|&i| mixed_notification(&run, i)).collect();
+            p.publish(&exchange, "notifications.info", bodies).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p.close().await;
+    });
+    let records = "SELECT COUNT(*) FROM raw_records";
+    let seen = wait_for(&db, records, 3_000, Duration::from_secs(60)).await;
+    a.kill();
+    assert!(seen < N as i64, "the kill must hit mid-stream ({seen})");
+    a.start().await;
+    publisher.await.unwrap();
+    assert_eq!(
+        wait_for(&db, records, N as i64, Duration::from_secs(60)).await,
+        N as i64
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&db, records).await, N as i64, "nothing stored twice");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM facts").await,
+        mixed_expected_facts(N)
+    );
+    // Both replicas did work.
+    for s in [&a, &b] {
+        let log = s.log();
+        assert!(log.contains("consuming notifications"), "{log}");
+    }
+    let stats: i64 = count(&db, "SELECT CAST(SUM(records) AS BIGINT) FROM ingest_stats").await;
+    assert_eq!(stats, N as i64, "the counters agree with the rows");
+    assert_eq!(a.terminate(), Some(0));
+    assert_eq!(b.terminate(), Some(0));
+    db.close().await;
+    first.cleanup_broker().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
