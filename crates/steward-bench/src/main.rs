@@ -47,6 +47,19 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         count: usize,
     },
+    /// `steward meter report` over one month of a large store: `resources` resources with
+    /// `facts_per_resource` facts each (the store is generated first, or reused with --db).
+    Report {
+        /// Resources in the store.
+        #[arg(long, default_value_t = 100_000)]
+        resources: usize,
+        /// Facts per resource.
+        #[arg(long, default_value_t = 10)]
+        facts_per_resource: usize,
+        /// Keep (or reuse) the generated store here instead of a temporary folder.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Ceilometer-style HTTP posts (one event per post, as the publisher sends them) → committed.
     Http {
         /// Posts in total.
@@ -70,6 +83,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Bench::Amqp { count } => amqp(&cli.steward, &cli.amqp_url, count).await,
         Bench::Http { count, connections } => http(&cli.steward, count, connections).await,
+        Bench::Report {
+            resources,
+            facts_per_resource,
+            db,
+        } => report(&cli.steward, resources, facts_per_resource, db).await,
     }
 }
 
@@ -420,5 +438,184 @@ async fn http(steward: &PathBuf, count: usize, connections: usize) -> anyhow::Re
     });
     println!("{result}");
     anyhow::ensure!(stored as usize == count, "stored {stored} of {count}");
+    Ok(())
+}
+
+/// Facts of one resource over October 2026: created in September or October, then resizes,
+/// stops and starts, and for some a delete inside the month.
+fn resource_facts(r: usize, per_resource: usize) -> Vec<steward_meter::facts::Fact> {
+    use steward_meter::facts::{Fact, FactKind, Origin, ResourceType, TimeSource};
+    use steward_meter::time::Instant;
+    let october = 1_790_812_800i64; // 2026-10-01T00:00:00Z
+    let (resource_type, attrs): (_, serde_json::Value) = match r % 10 {
+        0..=5 => (
+            ResourceType::Instance,
+            serde_json::json!({"flavor_name": format!("SCS-{}V-{}", 1 << (r % 3), 4 << (r % 3)), "vcpus": 1 << (r % 3)}),
+        ),
+        6..=8 => (
+            ResourceType::Volume,
+            serde_json::json!({"size_gb": 10 * (1 + r % 50), "volume_type": if r.is_multiple_of(2) { "ssd" } else { "hdd" }}),
+        ),
+        _ => (
+            ResourceType::FloatingIp,
+            serde_json::json!({"floating_ip_address": "203.0.113.1"}),
+        ),
+    };
+    let project = format!("project-{:04}", r % 1000);
+    let start = october - 86_400 * 5 + (r as i64 * 37) % (86_400 * 20);
+    let kinds = [FactKind::Stopped, FactKind::Started, FactKind::Resized];
+    (0..per_resource)
+        .map(|i| {
+            let kind = match (i, resource_type) {
+                (0, _) => FactKind::Created,
+                (i, _) if i + 1 == per_resource && r.is_multiple_of(3) => FactKind::Deleted,
+                (_, ResourceType::Instance) => kinds[i % 3],
+                _ => FactKind::Resized,
+            };
+            let mut attributes: std::collections::BTreeMap<String, serde_json::Value> = attrs
+                .as_object()
+                .map(|m| m.clone().into_iter().collect())
+                .unwrap_or_default();
+            if kind == FactKind::Resized {
+                attributes.insert("size_gb".to_owned(), serde_json::json!(10 * (1 + i)));
+            }
+            Fact {
+                resource_type,
+                resource_id: format!("{}-{r:07}", resource_type.as_str()),
+                project_id: Some(project.clone()),
+                user_id: None,
+                kind,
+                effective_at: Instant((start + i as i64 * 7_200) * 1_000_000),
+                time_source: TimeSource::Payload,
+                origin: Origin::Notification,
+                event_type: "bench".to_owned(),
+                attributes,
+            }
+        })
+        .collect()
+}
+
+async fn report(
+    steward: &PathBuf,
+    resources: usize,
+    per_resource: usize,
+    db: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use steward_meter::record::{Accepted, Batch, RawRecord, RecordKind, Source};
+    use steward_meter::store::{SqlStore, Store};
+    let dir = tempfile::tempdir()?;
+    let path = db.unwrap_or_else(|| dir.path().join("report.db"));
+    let url = format!("sqlite://{}", path.display());
+    let store = SqlStore::open(&url).await?;
+    let existing = store.status().await?.facts_total;
+    let wanted = (resources * per_resource) as i64;
+    if existing != wanted {
+        anyhow::ensure!(
+            existing == 0,
+            "{} holds {existing} facts, not {wanted}",
+            path.display()
+        );
+        eprintln!(
+            "generating {resources} resources × {per_resource} facts into {}",
+            path.display()
+        );
+        let started = Instant::now();
+        for chunk in (0..resources).collect::<Vec<_>>().chunks(2_000) {
+            let accepted = chunk
+                .iter()
+                .map(|&r| Accepted {
+                    record: RawRecord {
+                        dedup_key: format!("bench:{r}"),
+                        source: Source::Amqp,
+                        kind: RecordKind::Notification,
+                        message_id: None,
+                        exchange: None,
+                        routing_key: None,
+                        envelope_version: None,
+                        publisher_id: None,
+                        event_type: None,
+                        priority: None,
+                        emitted_at: None,
+                        received_at: steward_meter::time::Instant(0),
+                        body: "{}".to_owned(),
+                    },
+                    facts: resource_facts(r, per_resource),
+                })
+                .collect();
+            store
+                .commit(&[Batch {
+                    accepted,
+                    quarantined: vec![],
+                }])
+                .await?;
+        }
+        eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    store.pool().close().await;
+
+    let config = dir.path().join("steward.yaml");
+    std::fs::write(&config, format!("meter:\n  store:\n    url: {url}\n"))?;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut child = Command::new(steward)
+            .args([
+                "--config",
+                config.to_str().unwrap_or_default(),
+                "meter",
+                "report",
+                "--period",
+                "2026-10",
+                "-o",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let pid = child.id();
+        let mut stdout = child.stdout.take().context("no stdout")?;
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+        });
+        // VmHWM is the kernel's peak-RSS mark; read it until the process is gone.
+        let mut peak_kb = 0f64;
+        while child.try_wait()?.is_none() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let out = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        let report: serde_json::Value = serde_json::from_slice(&out)?;
+        let projects = report["projects"].as_array().map(Vec::len).unwrap_or(0);
+        eprintln!(
+            "report: {wall:.2} s, peak RSS {:.1} MB, {projects} projects, {} bytes",
+            peak_kb / 1024.0,
+            out.len()
+        );
+        runs.push((wall, peak_kb / 1024.0));
+    }
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median_wall, _) = runs[runs.len() / 2];
+    let peak = runs.iter().map(|r| r.1).fold(0.0, f64::max);
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "report_month",
+            "resources": resources,
+            "facts": resources * per_resource,
+            "wall_s_median": (median_wall * 100.0).round() / 100.0,
+            "peak_rss_mb": (peak * 10.0).round() / 10.0,
+        })
+    );
     Ok(())
 }

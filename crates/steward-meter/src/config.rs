@@ -48,6 +48,18 @@ pub struct MeterConfig {
     /// The store writer (group commit).
     #[serde(default)]
     pub writer: WriterSection,
+    /// The product catalogue for usage reports; the SCS default when absent.
+    #[serde(default)]
+    pub products: Option<Vec<crate::usage::catalogue::Product>>,
+}
+
+impl MeterConfig {
+    /// The product catalogue in force.
+    pub fn catalogue(&self) -> Vec<crate::usage::catalogue::Product> {
+        self.products
+            .clone()
+            .unwrap_or_else(crate::usage::catalogue::default_catalogue)
+    }
 }
 
 /// `meter.store`.
@@ -335,6 +347,11 @@ impl MeterConfig {
         }
         if self.writer.max_records_per_commit == 0 {
             bad("writer.max_records_per_commit", "must be at least 1");
+        }
+        for (i, product) in self.products.iter().flatten().enumerate() {
+            for message in product.problems() {
+                bad(&format!("products[{i}]"), &message);
+            }
         }
         problems
     }

@@ -42,6 +42,8 @@ pub mod facts;
 pub mod ingest;
 pub mod metrics;
 pub mod record;
+pub mod report;
 pub mod serve;
 pub mod store;
 pub mod time;
+pub mod usage;

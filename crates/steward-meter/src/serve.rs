@@ -117,6 +117,11 @@ pub async fn serve(
     } else {
         None
     };
+    app = app.merge(report_routes(ReportApi {
+        store: store.clone(),
+        catalogue: Arc::new(config.catalogue()),
+        token: http.bearer_token.clone(),
+    }));
     tracing::info!(listen = %http.listen, ingest = http.enabled, "http listening");
     drop(writer);
 
@@ -143,6 +148,88 @@ pub async fn serve(
     let _ = writer_task.await;
     tracing::info!("ingest stopped; everything received was committed");
     result
+}
+
+/// State of the report pull API.
+#[derive(Clone)]
+struct ReportApi {
+    store: Arc<dyn Store>,
+    catalogue: Arc<Vec<crate::usage::catalogue::Product>>,
+    token: Option<crate::config::Secret>,
+}
+
+/// Query of `GET /v1/reports`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    project: Option<String>,
+    #[serde(default)]
+    detail: bool,
+}
+
+/// `GET /v1/reports?period=2026-10[&project=ID][&detail=true]` (or `from`/`to` in RFC 3339):
+/// the same JSON as `steward meter report -o json`, behind the ingest token when one is set.
+fn report_routes(api: ReportApi) -> Router {
+    Router::new()
+        .route("/v1/reports", get(get_report))
+        .with_state(api)
+}
+
+async fn get_report(
+    State(api): State<ReportApi>,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    use axum::Json;
+    use serde_json::json;
+    let bad = |message: String| {
+        (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+    };
+    if !crate::ingest::http::authorized(&headers, api.token.as_ref()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "missing or wrong token" })),
+        )
+            .into_response();
+    }
+    let query = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return bad(e.body_text()),
+    };
+    let period = match (&query.period, &query.from, &query.to) {
+        (Some(month), None, None) => crate::usage::period::Period::month(month),
+        (None, Some(from), Some(to)) => crate::usage::period::Period::from_rfc3339(from, to),
+        _ => return bad("give period=YYYY-MM, or from= and to= (RFC 3339)".to_owned()),
+    };
+    let period = match period {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    let request = crate::report::ReportRequest {
+        period,
+        project: query.project,
+        detail: query.detail,
+    };
+    match crate::report::build_report(api.store.as_ref(), &request, &api.catalogue).await {
+        Ok(report) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            report.json(),
+        )
+            .into_response(),
+        Err(error) => {
+            let message = crate::ingest::writer::anyhow_like(&error).to_string();
+            tracing::warn!(error = %message, "report failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": message })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Binds with a large backlog (Ceilometer loses posts on refused connections).

@@ -83,6 +83,7 @@ pub(crate) fn fact(n: &Notification<'_>, rule: Rule, origin: Origin) -> Result<F
             ],
         ),
     }
+    super::dating_attributes(&p, &mut attributes, &["created_at"])?;
     if rule.kind == FactKind::Exists {
         audit_period_attributes(&p, &mut attributes)?;
     }

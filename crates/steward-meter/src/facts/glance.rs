@@ -44,6 +44,7 @@ pub(crate) fn fact(n: &Notification<'_>, rule: Rule, origin: Origin) -> Result<F
             ("name", "name"),
         ],
     );
+    super::dating_attributes(&p, &mut attributes, &["created_at"])?;
     Ok(Fact {
         resource_type: ResourceType::Image,
         resource_id,

@@ -34,7 +34,10 @@ use crate::time::{Instant, parse_timestamp_value};
 pub use ceilometer::{SampleView, event_facts, sample_facts};
 
 /// The kinds of billable resources Steward tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ResourceType {
     /// A nova server.
@@ -56,6 +59,22 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    /// Parses [`ResourceType::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Instance,
+            Self::Volume,
+            Self::Snapshot,
+            Self::Backup,
+            Self::Image,
+            Self::FloatingIp,
+            Self::Router,
+            Self::LoadBalancer,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
     /// The stable name used in the store and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,6 +135,34 @@ pub enum FactKind {
 }
 
 impl FactKind {
+    /// Parses [`FactKind::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        use FactKind as K;
+        [
+            K::Created,
+            K::Deleted,
+            K::Resized,
+            K::Retyped,
+            K::Stopped,
+            K::Started,
+            K::Suspended,
+            K::Resumed,
+            K::ShelvedOffloaded,
+            K::Unshelved,
+            K::Rebuilt,
+            K::Attached,
+            K::Detached,
+            K::Transferred,
+            K::Uploaded,
+            K::Activated,
+            K::Updated,
+            K::Exists,
+            K::Measured,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
     /// The stable name used in the store and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -406,6 +453,21 @@ pub(crate) fn effective_time(
         .ok_or_else(|| FactError::NoTime {
             event_type: fields.event_type.to_owned(),
         })
+}
+
+/// Copies payload times that date the resource (`launched_at`, `created_at`) as RFC 3339
+/// attributes, so the usage engine can date a resource whose creation it never saw.
+pub(crate) fn dating_attributes(
+    fields: &Fields<'_>,
+    out: &mut BTreeMap<String, Value>,
+    keys: &[&str],
+) -> Result<(), FactError> {
+    for key in keys {
+        if let Some(t) = fields.first_time(&[key])? {
+            out.insert((*key).to_owned(), Value::String(t.to_rfc3339()));
+        }
+    }
+    Ok(())
 }
 
 /// Audit-period bounds as RFC 3339 attributes (for `exists` facts).

@@ -77,6 +77,7 @@ pub(crate) fn fact(n: &Notification<'_>, rule: Rule) -> Result<Fact, FactError> 
             attributes.insert("port_id".to_owned(), port.clone());
         }
     }
+    super::dating_attributes(&fields, &mut attributes, &["created_at"])?;
     if let Some(gateway) = fields.object("external_gateway_info") {
         gateway.copy_into(&mut attributes, &[("network_id", "external_network_id")]);
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Fact, FactError, FactKind, Fields, Notification, Origin, ResourceType, audit_period_attributes,
-    effective_time,
+    dating_attributes, effective_time,
 };
 
 /// How one event type maps to a fact.
@@ -90,6 +90,7 @@ pub(crate) fn legacy_fact(
     if rule.kind == FactKind::Exists {
         audit_period_attributes(&p, &mut attributes)?;
     }
+    dating_attributes(&p, &mut attributes, &["launched_at", "created_at"])?;
     Ok(Fact {
         resource_type: ResourceType::Instance,
         resource_id,
@@ -154,6 +155,7 @@ pub(crate) fn versioned_fact(n: &Notification<'_>, rule: Rule) -> Result<Fact, F
     if let Some(audit) = audit {
         audit_period_attributes(&audit, &mut attributes)?;
     }
+    dating_attributes(&p, &mut attributes, &["launched_at", "created_at"])?;
     Ok(Fact {
         resource_type: ResourceType::Instance,
         resource_id,

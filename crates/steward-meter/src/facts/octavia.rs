@@ -42,6 +42,7 @@ pub(crate) fn fact(
             ("provider", "provider"),
         ],
     );
+    super::dating_attributes(&p, &mut attributes, &["created_at"])?;
     Ok(Fact {
         resource_type: ResourceType::LoadBalancer,
         resource_id,

@@ -221,6 +221,15 @@ mod tests {
         fn facts(&self, _: u32) -> StoreFuture<'_, Vec<StoredFact>> {
             unused()
         }
+        fn resources_until(
+            &self,
+            _: Instant,
+        ) -> crate::store::StoreStream<'_, crate::store::ResourceFacts> {
+            Box::pin(futures_lite::stream::empty())
+        }
+        fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
+            unused()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,6 +33,10 @@ use crate::time::Instant;
 /// A boxed future returned by store methods (object-safe async).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// A boxed stream of store rows (object-safe async iteration).
+pub type StoreStream<'a, T> =
+    Pin<Box<dyn futures_lite::Stream<Item = Result<T, StoreError>> + Send + 'a>>;
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -144,6 +148,32 @@ pub struct StoredFact {
     pub attributes: String,
 }
 
+/// One fact of a [`ResourceFacts`]: the fields the usage engine reads.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct FactRow(
+    /// Kind name.
+    pub String,
+    /// Effective time, microseconds.
+    pub i64,
+    /// Owner project.
+    pub Option<String>,
+    /// Origin name.
+    pub String,
+    /// Attributes.
+    pub std::collections::BTreeMap<String, serde_json::Value>,
+);
+
+/// All facts of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceFacts {
+    /// Resource type name.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: String,
+    /// Its facts, in no particular order.
+    pub facts: Vec<FactRow>,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -190,6 +220,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn quarantine_get(&self, id: i64) -> StoreFuture<'_, Option<QuarantineEntry>>;
     /// Facts in store order (oldest first), at most `limit`.
     fn facts(&self, limit: u32) -> StoreFuture<'_, Vec<StoredFact>>;
+    /// Every fact effective before `until`, one item per resource, ordered by resource type and
+    /// id (facts inside an item in no particular order). Streamed, so a report holds one
+    /// resource's facts at a time.
+    fn resources_until(&self, until: Instant) -> StoreStream<'_, ResourceFacts>;
+    /// Gaps that overlap `[start, end)` (open gaps included), oldest first.
+    fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>>;
 }
 
 /// Opens (and migrates) the store named by `url`: `sqlite://PATH` or `postgres://…`.

@@ -11,8 +11,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::{
-    CommitOutcome, QuarantineEntry, SourceStats, StatusSummary, Store, StoreError, StoreFuture,
-    StoredFact, postgres, sqlite,
+    CommitOutcome, QuarantineEntry, ResourceFacts, SourceStats, StatusSummary, Store, StoreError,
+    StoreFuture, StoreStream, StoredFact, postgres, sqlite,
 };
 use crate::record::{Accepted, Batch, Gap, Quarantined, Source};
 use crate::time::Instant;
@@ -34,6 +34,8 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// The URL, for SQLite's bulk-read connection (see [`SqlStore::facts_until`]).
+    url: String,
 }
 
 impl SqlStore {
@@ -52,11 +54,13 @@ impl SqlStore {
             Ok(Self {
                 pool: sqlite::connect(url, timeout).await?,
                 backend: Backend::Sqlite,
+                url: url.to_owned(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self {
                 pool: postgres::connect(url, timeout).await?,
                 backend: Backend::Postgres,
+                url: url.to_owned(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(super::redact_url(url)))
@@ -293,6 +297,42 @@ async fn bump_stats(
     Ok(())
 }
 
+/// Parses one aggregated row (see [`Store::resources_until`]).
+pub(super) fn resource_facts(
+    resource_type: String,
+    resource_id: String,
+    facts: &str,
+) -> Result<ResourceFacts, StoreError> {
+    let facts = serde_json::from_str(facts).map_err(|e| {
+        StoreError::Query(sqlx::Error::Decode(
+            format!("facts of {resource_id}: {e}").into(),
+        ))
+    })?;
+    Ok(ResourceFacts {
+        resource_type,
+        resource_id,
+        facts,
+    })
+}
+
+const FACT_COLUMNS: &str = "semantic_key, record_key, resource_type, resource_id, project_id, \
+     kind, effective_at, time_source, origin, attributes";
+
+fn fact_from_row(row: &AnyRow) -> Result<StoredFact, sqlx::Error> {
+    Ok(StoredFact {
+        semantic_key: row.try_get("semantic_key")?,
+        record_key: row.try_get("record_key")?,
+        resource_type: row.try_get("resource_type")?,
+        resource_id: row.try_get("resource_id")?,
+        project_id: row.try_get("project_id")?,
+        kind: row.try_get("kind")?,
+        effective_at: Instant(row.try_get("effective_at")?),
+        time_source: row.try_get("time_source")?,
+        origin: row.try_get("origin")?,
+        attributes: row.try_get("attributes")?,
+    })
+}
+
 fn gap_from_row(row: &AnyRow) -> Result<Gap, sqlx::Error> {
     let source: String = row.try_get("source")?;
     Ok(Gap {
@@ -478,30 +518,55 @@ impl Store for SqlStore {
 
     fn facts(&self, limit: u32) -> StoreFuture<'_, Vec<StoredFact>> {
         Box::pin(async move {
-            let rows = sqlx::query::<Any>(
-                "SELECT semantic_key, record_key, resource_type, resource_id, project_id, kind, \
-                 effective_at, time_source, origin, attributes FROM facts ORDER BY id LIMIT $1",
-            )
+            let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+                "SELECT {FACT_COLUMNS} FROM facts ORDER BY id LIMIT $1"
+            )))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
-                .map(|row| {
-                    Ok(StoredFact {
-                        semantic_key: row.try_get("semantic_key")?,
-                        record_key: row.try_get("record_key")?,
-                        resource_type: row.try_get("resource_type")?,
-                        resource_id: row.try_get("resource_id")?,
-                        project_id: row.try_get("project_id")?,
-                        kind: row.try_get("kind")?,
-                        effective_at: Instant(row.try_get("effective_at")?),
-                        time_source: row.try_get("time_source")?,
-                        origin: row.try_get("origin")?,
-                        attributes: row.try_get("attributes")?,
-                    })
-                })
+                .map(fact_from_row)
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(StoreError::from)
+        })
+    }
+
+    fn resources_until(&self, until: Instant) -> StoreStream<'_, ResourceFacts> {
+        if self.backend == Backend::Sqlite {
+            return sqlite::resources_until(&self.url, until);
+        }
+        // PostgreSQL aggregates each resource's facts into one JSON array: one row per
+        // resource instead of one per fact.
+        let rows = sqlx::query::<Any>(
+            "SELECT resource_type, resource_id, CAST(json_agg(json_build_array(kind, \
+             effective_at, project_id, origin, CAST(attributes AS json))) AS TEXT) \
+             AS facts FROM facts WHERE effective_at < $1 \
+             GROUP BY resource_type, resource_id ORDER BY resource_type, resource_id",
+        )
+        .bind(until.micros())
+        .fetch(&self.pool);
+        Box::pin(futures_lite::StreamExt::map(rows, |row| {
+            let row = row.map_err(StoreError::from)?;
+            resource_facts(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                &row.try_get::<String, _>(2)?,
+            )
+        }))
+    }
+
+    fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT id, source, started_at, ended_at, cause FROM gaps \
+                 WHERE started_at < $2 AND (ended_at IS NULL OR ended_at > $1) \
+                 ORDER BY started_at, id",
+            )
+            .bind(start.micros())
+            .bind(end.micros())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(gap_from_row).collect::<Result<_, _>>()?)
         })
     }
 }

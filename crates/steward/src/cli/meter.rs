@@ -26,6 +26,46 @@ pub(crate) enum MeterCommand {
     Quarantine(QuarantineCommand),
     /// List recorded gaps: windows in which a source could not receive.
     Gaps(GapArgs),
+    /// Usage per project and product over a period, from the stored facts.
+    ///
+    /// Deterministic: the same facts and catalogue give byte-identical output. Quantities are
+    /// exact decimals (6 places, half to even); windows whose usage cannot be stated are listed
+    /// as unknown, never billed as zero. Also served as GET /v1/reports by `meter serve`.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("when").required(true).args(["period", "from"])))]
+pub(crate) struct ReportArgs {
+    /// A calendar month in UTC, e.g. 2026-10.
+    #[arg(long, value_name = "YYYY-MM")]
+    period: Option<String>,
+    /// Start of an explicit period (RFC 3339), with --to.
+    #[arg(long, requires = "to", value_name = "TIME")]
+    from: Option<String>,
+    /// End of an explicit period (RFC 3339, exclusive).
+    #[arg(long, requires = "from", value_name = "TIME")]
+    to: Option<String>,
+    /// Only this project.
+    #[arg(long, value_name = "ID")]
+    project: Option<String>,
+    /// Include every resource with its intervals.
+    #[arg(long)]
+    detail: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Table)]
+    output: ReportFormat,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Aligned columns with totals, for a person.
+    Table,
+    /// The canonical JSON report (schema v1).
+    Json,
+    /// One row per project and product.
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +109,7 @@ impl MeterCommand {
             Self::Serve => serve(config).await,
             Self::Status(args) => status(&open(&config).await?, args.output).await,
             Self::Gaps(args) => gaps(&open(&config).await?, args.limit, args.out.output).await,
+            Self::Report(args) => report(&config, args).await,
             Self::Quarantine(QuarantineCommand::List { limit, out }) => {
                 quarantine_list(&open(&config).await?, limit, out.output).await
             }
@@ -325,5 +366,30 @@ async fn quarantine_show(
         String::from_utf8_lossy(&q.body)
     ));
     output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(config: &Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    use steward_meter::report::{ReportRequest, build_report, to_csv, to_table};
+    use steward_meter::usage::period::Period;
+    let period = match (&args.period, &args.from, &args.to) {
+        (Some(month), _, _) => Period::month(month)?,
+        (None, Some(from), Some(to)) => Period::from_rfc3339(from, to)?,
+        _ => anyhow::bail!("give --period YYYY-MM, or --from and --to"),
+    };
+    let store = open(config).await?;
+    let request = ReportRequest {
+        period,
+        project: args.project,
+        detail: args.detail,
+    };
+    let report = build_report(store.as_ref(), &request, &config.meter.catalogue())
+        .await
+        .context("building the report")?;
+    output::print(&match args.output {
+        ReportFormat::Json => report.json(),
+        ReportFormat::Csv => to_csv(&report),
+        ReportFormat::Table => to_table(&report),
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -57,22 +57,7 @@ impl HttpIngest {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        if let Some(bearer) = value.strip_prefix("Bearer ") {
-            return constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes());
-        }
-        if let Some(basic) = value.strip_prefix("Basic ")
-            && let Some(decoded) = base64_decode(basic.trim())
-            && let Some(colon) = decoded.iter().position(|&b| b == b':')
-        {
-            return constant_time_eq(&decoded[colon + 1..], token.expose().as_bytes());
-        }
-        false
+        authorized(headers, self.token.as_ref())
     }
 
     async fn ingest(&self, headers: HeaderMap, body: Bytes, expect: Expect) -> Response {
@@ -105,6 +90,27 @@ async fn events(State(s): State<HttpIngest>, headers: HeaderMap, body: Bytes) ->
 
 async fn samples(State(s): State<HttpIngest>, headers: HeaderMap, body: Bytes) -> Response {
     s.ingest(headers, body, Expect::Samples).await
+}
+
+/// Whether the request carries `token` (Bearer, or Basic with the token as password); always
+/// true when no token is configured. Shared by every endpoint behind the token.
+pub fn authorized(headers: &HeaderMap, token: Option<&Secret>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if let Some(bearer) = value.strip_prefix("Bearer ") {
+        return constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes());
+    }
+    if let Some(basic) = value.strip_prefix("Basic ")
+        && let Some(decoded) = base64_decode(basic.trim())
+        && let Some(colon) = decoded.iter().position(|&b| b == b':')
+    {
+        return constant_time_eq(&decoded[colon + 1..], token.expose().as_bytes());
+    }
+    false
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -319,6 +319,17 @@ impl Store for BrokenStore {
     fn facts(&self, _: u32) -> StoreFuture<'_, Vec<StoredFact>> {
         broken()
     }
+    fn resources_until(
+        &self,
+        _: Instant,
+    ) -> crate::store::StoreStream<'_, crate::store::ResourceFacts> {
+        Box::pin(futures_lite::stream::once(Err(StoreError::Query(
+            sqlx::Error::PoolClosed,
+        ))))
+    }
+    fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
+        broken()
+    }
 }
 
 /// Serves the ingest routes on a loopback port; returns the base URL.

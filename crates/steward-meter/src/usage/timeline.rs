@@ -1,0 +1,349 @@
+//! Resource timelines: the facts of one resource turned into state intervals.
+//!
+//! A [`Timeline`] is a sequence of [`Segment`]s `[start, end)` that together cover all time
+//! (the first starts at −∞, the last ends at +∞), never overlap and never leave holes. Each says
+//! whether the resource was present, absent or **unknown** then, and with which billable
+//! attributes, status and owner.
+//!
+//! Invariants (property-tested):
+//! - the timeline is a pure function of the *set* of facts: order and duplicates do not matter
+//!   (facts are sorted by time, a fixed kind order, then their content; equal facts are one);
+//! - segments are contiguous and adjacent segments differ;
+//! - before the first fact, a resource whose creation was seen is absent; one whose creation
+//!   was never seen is *unknown* until something dates it: a payload time that says since when
+//!   it existed (`launched_at`, `created_at`, an audit period's beginning), or the first fact
+//!   about it. Unknown is never billed, neither as zero nor as full.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::facts::{FactKind, ResourceType};
+use crate::time::{Instant, parse_timestamp};
+
+/// A fact as the usage engine reads it (from the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageFact {
+    /// What happened.
+    pub kind: FactKind,
+    /// When.
+    pub effective_at: Instant,
+    /// Owner project, if the fact names one.
+    pub project_id: Option<String>,
+    /// Attributes as stored.
+    pub attributes: BTreeMap<String, Value>,
+    /// `notification`, `ceilometer`, … (provenance).
+    pub origin: String,
+}
+
+/// Whether the resource existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Nothing dates the resource yet.
+    Unknown,
+    /// It existed.
+    Present,
+    /// It did not exist (not yet created, or deleted).
+    Absent,
+}
+
+/// Run state of an instance (other resources stay `Running`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Active, or any state without a billing difference.
+    Running,
+    /// Powered off.
+    Stopped,
+    /// Suspended.
+    Suspended,
+    /// Shelved and offloaded: holds no host resources.
+    ShelvedOffloaded,
+}
+
+impl Status {
+    /// The stable name used in reports and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Suspended => "suspended",
+            Self::ShelvedOffloaded => "shelved_offloaded",
+        }
+    }
+}
+
+/// One interval of a timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Start (`None` = since always).
+    pub start: Option<Instant>,
+    /// End, exclusive (`None` = still so).
+    pub end: Option<Instant>,
+    /// Whether the resource existed.
+    pub presence: Presence,
+    /// Run state (instances).
+    pub status: Status,
+    /// Billable attributes in force.
+    pub attributes: BTreeMap<String, Value>,
+    /// Owner in force.
+    pub project_id: Option<String>,
+    /// Where the facts behind this segment came from.
+    pub origins: BTreeSet<String>,
+}
+
+/// The state intervals of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Resource type.
+    pub resource_type: ResourceType,
+    /// Resource id.
+    pub resource_id: String,
+    /// Contiguous segments from −∞ to +∞.
+    pub segments: Vec<Segment>,
+}
+
+/// Attributes that describe an event rather than the resource's billable state.
+const NOT_BILLABLE: &[&str] = &[
+    "audit_period_beginning",
+    "audit_period_ending",
+    "caller_project_id",
+    "created_at",
+    "launched_at",
+    "meter",
+    "power_state",
+    "state",
+    "status",
+    "unit",
+    "volume",
+];
+
+/// Kinds that begin a resource's life: before the first of them it did not exist.
+fn begins_life(kind: FactKind, resource_type: ResourceType) -> bool {
+    match kind {
+        FactKind::Created => true,
+        FactKind::Uploaded | FactKind::Activated => resource_type == ResourceType::Image,
+        _ => false,
+    }
+}
+
+/// Fixed order for facts at the same instant: life begins first, ends last.
+fn rank(kind: FactKind) -> u8 {
+    match kind {
+        FactKind::Created | FactKind::Uploaded => 0,
+        FactKind::Activated => 1,
+        FactKind::Deleted => 9,
+        _ => 5,
+    }
+}
+
+/// The state between two facts. Cloned once per fact, so the heavy parts are shared: the
+/// attributes are copied only when a fact really changes one.
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    presence: Presence,
+    status: Status,
+    attributes: Arc<BTreeMap<String, Value>>,
+    project_id: Option<Arc<str>>,
+    origins: Origins,
+}
+
+/// Provenance names as a small set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Origins(u8);
+
+const ORIGIN_NAMES: [&str; 5] = [
+    "ceilometer",
+    "estimated",
+    "notification",
+    "other",
+    "reconciled",
+];
+
+impl Origins {
+    fn of(name: &str) -> Self {
+        let i = ORIGIN_NAMES.iter().position(|n| *n == name).unwrap_or(3);
+        Self(1 << i)
+    }
+
+    fn names(self) -> BTreeSet<String> {
+        ORIGIN_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| (*n).to_owned())
+            .collect()
+    }
+}
+
+fn billable(attributes: &BTreeMap<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+    attributes
+        .iter()
+        .filter(|(k, _)| !NOT_BILLABLE.contains(&k.as_str()))
+}
+
+/// The earliest time a fact's payload says the resource already existed.
+fn dated_since(fact: &UsageFact) -> Option<Instant> {
+    ["launched_at", "created_at", "audit_period_beginning"]
+        .iter()
+        .filter_map(|k| fact.attributes.get(*k)?.as_str())
+        .filter_map(|s| parse_timestamp(s).ok().flatten())
+        .filter(|t| *t <= fact.effective_at)
+        .min()
+}
+
+impl State {
+    fn apply(&mut self, fact: &UsageFact, resource_type: ResourceType) {
+        if self.presence == Presence::Absent && !begins_life(fact.kind, resource_type) {
+            // Before creation or after deletion only a new life matters: late audits and
+            // samples of a deleted resource change nothing.
+            return;
+        }
+        self.origins = Origins::of(&fact.origin);
+        // Audits and samples only fill in what is not known yet; transitions overwrite.
+        let fill_only = matches!(fact.kind, FactKind::Exists | FactKind::Measured);
+        if let Some(project) = &fact.project_id
+            && (!fill_only || self.project_id.is_none())
+        {
+            self.project_id = Some(Arc::from(project.as_str()));
+        }
+        match fact.kind {
+            FactKind::Deleted => {
+                self.presence = Presence::Absent;
+                return;
+            }
+            FactKind::Stopped => self.status = Status::Stopped,
+            FactKind::Suspended => self.status = Status::Suspended,
+            FactKind::ShelvedOffloaded => self.status = Status::ShelvedOffloaded,
+            FactKind::Started | FactKind::Resumed | FactKind::Unshelved | FactKind::Rebuilt => {
+                self.status = Status::Running;
+            }
+            k if begins_life(k, resource_type) => self.status = Status::Running,
+            _ => {}
+        }
+        self.presence = Presence::Present;
+        for (k, v) in billable(&fact.attributes) {
+            let keep = match self.attributes.get(k) {
+                Some(old) => fill_only || old == v,
+                None => false,
+            };
+            if !keep {
+                Arc::make_mut(&mut self.attributes).insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Builds the timeline of one resource from its facts (in any order, duplicates allowed).
+pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]) -> Timeline {
+    let mut sorted: Vec<&UsageFact> = facts.iter().collect();
+    // A total order on content, so the input order never matters; full ties are duplicates.
+    sorted.sort_by(|a, b| {
+        (
+            a.effective_at,
+            rank(a.kind),
+            a.kind,
+            &a.project_id,
+            &a.origin,
+        )
+            .cmp(&(
+                b.effective_at,
+                rank(b.kind),
+                b.kind,
+                &b.project_id,
+                &b.origin,
+            ))
+            .then_with(|| canonical(&a.attributes).cmp(&canonical(&b.attributes)))
+    });
+    sorted.dedup_by(|a, b| a == b);
+
+    let initial = match sorted.first() {
+        Some(f) if begins_life(f.kind, resource_type) => Presence::Absent,
+        _ => Presence::Unknown,
+    };
+    let mut state = State {
+        presence: initial,
+        status: Status::Running,
+        attributes: Arc::new(BTreeMap::new()),
+        project_id: None,
+        origins: Origins::default(),
+    };
+
+    // The state after every fact, in time order (plus the dating of an unseen creation).
+    let mut transitions: Vec<(Instant, State)> = Vec::with_capacity(sorted.len() + 1);
+    if let (Presence::Unknown, Some(first)) = (initial, sorted.first())
+        && let Some(since) = dated_since(first).filter(|t| *t < first.effective_at)
+    {
+        // The payload dates the resource: it existed, as the first fact describes it, since
+        // then (nova's `launched_at` is reset by resize and rebuild, so the flavor held).
+        let dated = State {
+            presence: Presence::Present,
+            status: Status::Running,
+            attributes: Arc::new(
+                billable(&first.attributes)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            project_id: first.project_id.as_deref().map(Arc::from),
+            origins: Origins::of(&first.origin),
+        };
+        transitions.push((since, dated));
+    }
+    let mut current = state.clone();
+    for fact in &sorted {
+        if let Some((_, last)) = transitions.last() {
+            current = last.clone();
+        }
+        current.apply(fact, resource_type);
+        match transitions.last_mut() {
+            // Several facts at one instant: the state after the last of them holds.
+            Some((at, last)) if *at == fact.effective_at => *last = current.clone(),
+            _ => transitions.push((fact.effective_at, current.clone())),
+        }
+    }
+
+    let mut segments = Vec::with_capacity(transitions.len() + 1);
+    let mut start: Option<Instant> = None;
+    for (at, next) in transitions {
+        if same(&state, &next) {
+            state.origins.0 |= next.origins.0;
+            continue;
+        }
+        segments.push(segment(start, Some(at), &state));
+        start = Some(at);
+        state = next;
+    }
+    segments.push(segment(start, None, &state));
+    Timeline {
+        resource_type,
+        resource_id: resource_id.to_owned(),
+        segments,
+    }
+}
+
+fn canonical(attributes: &BTreeMap<String, Value>) -> String {
+    serde_json::to_string(attributes).unwrap_or_default()
+}
+
+fn same(a: &State, b: &State) -> bool {
+    a.presence == b.presence
+        && a.status == b.status
+        && a.attributes == b.attributes
+        && a.project_id == b.project_id
+}
+
+fn segment(start: Option<Instant>, end: Option<Instant>, s: &State) -> Segment {
+    Segment {
+        start,
+        end,
+        presence: s.presence,
+        status: s.status,
+        attributes: (*s.attributes).clone(),
+        project_id: s.project_id.as_deref().map(str::to_owned),
+        origins: s.origins.names(),
+    }
+}
