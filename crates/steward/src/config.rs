@@ -190,7 +190,11 @@ fn first_line(message: &str) -> String {
 /// The line of the last key of a dotted path (`meter.amqp.queue` → the `queue:` line inside
 /// `amqp:` inside `meter:`), by indentation. Good enough for pointing a person at it.
 fn find_field_line(text: &str, field: &str) -> Option<u32> {
-    let mut wanted = field.split('.').peekable();
+    // `products[3]` is looked up as `products` (the list's line).
+    let mut wanted = field
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .peekable();
     let mut current = wanted.next()?;
     let mut min_indent = 0usize;
     for (index, line) in text.lines().enumerate() {
@@ -305,6 +309,19 @@ mod tests {
     fn wrong_type_is_located() {
         let problems = parse_with("meter:\n  amqp:\n    prefetch: lots\n", &[]).unwrap_err();
         assert_eq!(problems[0].line, Some(3), "{}", problems[0]);
+    }
+
+    #[test]
+    fn catalogue_problems_point_at_the_list() {
+        let text = "meter:\n  products:\n    - {product: x, resource: volume, unit: h, statuses: [running]}\n";
+        let problems = parse_with(text, &[]).unwrap_err();
+        assert_eq!(problems[0].field.as_deref(), Some("meter.products[0]"));
+        assert_eq!(problems[0].line, Some(2));
+        assert!(
+            problems[0].message.contains("instance products only"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -80,8 +80,9 @@ struct ProjectReport {
     resources: Vec<Value>,
 }
 
-/// The digest of a catalogue (part of every report header).
-pub fn catalogue_digest(catalogue: &[Product]) -> String {
+/// The configuration digest of a report header: the digest of the product catalogue, the only
+/// configuration that decides what a report says.
+pub fn config_digest(catalogue: &[Product]) -> String {
     digest(&serde_json::to_value(catalogue).unwrap_or(Value::Null))
 }
 
@@ -277,7 +278,7 @@ fn assemble(
     value["generator"] = json!({"name": "steward", "version": env!("CARGO_PKG_VERSION")});
     value["rounding"] = json!(format!("half to even, {DECIMALS} decimal places"));
     value["hour_micros"] = json!(MICROS_PER_HOUR as i64);
-    value["catalogue_digest"] = json!(catalogue_digest(catalogue));
+    value["config_digest"] = json!(config_digest(catalogue));
     value["content_digest"] = json!(digest(&content));
     Report { value }
 }

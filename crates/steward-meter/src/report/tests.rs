@@ -293,7 +293,7 @@ async fn keys_are_sorted_canonically() {
     sorted.sort();
     assert_eq!(keys, sorted);
     let text = report.json();
-    assert!(text.find("\"catalogue_digest\"").unwrap() < text.find("\"content_digest\"").unwrap());
+    assert!(text.find("\"config_digest\"").unwrap() < text.find("\"content_digest\"").unwrap());
 }
 
 #[tokio::test]
