@@ -169,3 +169,38 @@ fn status_of_an_empty_store_says_so() {
         "{text}"
     );
 }
+
+#[test]
+fn images_validate_accepts_the_shipped_catalogue_and_locates_problems() {
+    let catalogue = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images");
+    let out = steward(&["images", "validate", catalogue.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 definition(s), 0 error(s), 0 warning(s)")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(catalogue.join("cirros.yml")).unwrap();
+    let bad = write(
+        &dir,
+        "bad.yml",
+        &text.replace("os_distro: cirros", "os_distro: CirrOS"),
+    );
+    let out = steward(&["images", "validate", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{bad}:")), "{stdout}");
+    assert!(
+        stdout.contains("error: images[0].meta.os_distro: \"CirrOS\" is not one of"),
+        "{stdout}"
+    );
+    let json = steward(&["images", "validate", &bad, "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["errors"], 1);
+    assert_eq!(json["problems"][0]["field"], "images[0].meta.os_distro");
+}

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and `run`.
 
 mod config_cmd;
+mod images;
 mod meter;
 
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ enum Command {
     /// Metering: ingest service, status, quarantine.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
+    /// Image management: validate image definitions.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Configuration: validate a file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -58,6 +62,7 @@ impl Cli {
         };
         match self.command {
             Command::Meter(command) => command.run(load(&source)?).await,
+            Command::Images(command) => command.run(),
             Command::Config(command) => command.run(&source),
         }
     }
