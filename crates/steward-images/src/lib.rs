@@ -22,3 +22,4 @@ pub mod checksum;
 pub mod definition;
 pub mod problem;
 pub mod scs0102;
+pub mod upstream;

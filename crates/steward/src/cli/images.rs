@@ -1,10 +1,11 @@
 //! `steward images …`: image definitions for cloud providers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use steward_images::problem::Severity;
+use steward_images::upstream::UpstreamProblem;
 
 use crate::output::{self, Format};
 
@@ -26,43 +27,132 @@ pub(crate) enum ImagesCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// Ask every upstream what it offers now: the newest version (is the definition behind?),
+    /// and what blocks a verifiable automated import (no checksum file, only md5, no stable
+    /// latest pointer, no readable build date, URL gone). Exits 1 when anything is found.
+    Outdated {
+        /// A definition file or a folder of *.yml/*.yaml files.
+        #[arg(default_value = "images")]
+        path: PathBuf,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
 }
 
 impl ImagesCommand {
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let Self::Validate {
-            path,
-            strict,
-            output,
-        } = self;
-        let (images, problems) = steward_images::definition::load(&path);
-        let errors = problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .count();
-        let warnings = problems.len() - errors;
-        match output {
-            Format::Json => output::json(&serde_json::json!({
-                "definitions": images.len(),
-                "errors": errors,
-                "warnings": warnings,
-                "problems": problems,
-            }))?,
-            Format::Table => {
-                let mut text: String = problems.iter().map(|p| format!("{p}\n")).collect();
-                text.push_str(&format!(
-                    "{}: {} definition(s), {errors} error(s), {warnings} warning(s)\n",
-                    path.display(),
-                    images.len()
-                ));
-                output::print(&text)?;
-            }
+    pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Validate {
+                path,
+                strict,
+                output,
+            } => validate(&path, strict, output),
+            Self::Outdated { path, output } => outdated(&path, output).await,
         }
-        let failed = errors > 0 || (strict && warnings > 0);
-        Ok(if failed {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        })
     }
+}
+
+fn validate(path: &Path, strict: bool, output: Format) -> anyhow::Result<ExitCode> {
+    let (images, problems) = steward_images::definition::load(path);
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    let warnings = problems.len() - errors;
+    match output {
+        Format::Json => output::json(&serde_json::json!({
+            "definitions": images.len(),
+            "errors": errors,
+            "warnings": warnings,
+            "problems": problems,
+        }))?,
+        Format::Table => {
+            let mut text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+            text.push_str(&format!(
+                "{}: {} definition(s), {errors} error(s), {warnings} warning(s)\n",
+                path.display(),
+                images.len()
+            ));
+            output::print(&text)?;
+        }
+    }
+    let failed = errors > 0 || (strict && warnings > 0);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn describe(problem: &UpstreamProblem) -> String {
+    match problem {
+        UpstreamProblem::NoChecksum => "no checksum source".to_owned(),
+        UpstreamProblem::WeakChecksumOnly { algorithm } => format!("only {algorithm} checksums"),
+        UpstreamProblem::ChecksumFile { detail } => format!("checksum file: {detail}"),
+        UpstreamProblem::UrlGone { url, status } => format!("URL gone (HTTP {status}): {url}"),
+        UpstreamProblem::Unreachable { url, detail } => format!("unreachable: {url}: {detail}"),
+        UpstreamProblem::NoBuildDate => "no readable build date".to_owned(),
+        UpstreamProblem::NoLatestPointer => "no stable latest pointer".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
+    let (images, problems) = steward_images::definition::load(path);
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        anyhow::bail!(
+            "{0} has errors: run `steward images validate {0}`",
+            path.display()
+        );
+    }
+    let client = steward_images::upstream::client();
+    let mut resolved = Vec::new();
+    for (_, definition) in images.iter().filter(|(_, d)| d.enable) {
+        resolved.push(steward_images::upstream::resolve(&client, definition).await);
+    }
+    let findings = resolved
+        .iter()
+        .filter(|r| {
+            r.behind || !r.problems.is_empty() || r.versions.iter().any(|v| !v.problems.is_empty())
+        })
+        .count();
+    match output {
+        Format::Json => output::json(&resolved)?,
+        Format::Table => {
+            let mut rows = vec![
+                ["DEFINITION", "LISTED", "NEWEST UPSTREAM", "BEHIND"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            let mut fix = String::new();
+            for r in &resolved {
+                rows.push(vec![
+                    r.name.clone(),
+                    r.listed.clone(),
+                    r.newest.clone().unwrap_or_else(|| "?".to_owned()),
+                    if r.behind { "yes" } else { "no" }.to_owned(),
+                ]);
+                for p in &r.problems {
+                    fix.push_str(&format!("  {}: {}\n", r.name, describe(p)));
+                }
+                for v in &r.versions {
+                    for p in &v.problems {
+                        fix.push_str(&format!("  {} {}: {}\n", r.name, v.version, describe(p)));
+                    }
+                }
+            }
+            let mut text = output::table(&rows);
+            if !fix.is_empty() {
+                text.push_str("\nupstreams that need fixing for verifiable automated import:\n");
+                text.push_str(&fix);
+            }
+            output::print(&text)?;
+        }
+    }
+    Ok(if findings > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -62,7 +62,7 @@ impl Cli {
         };
         match self.command {
             Command::Meter(command) => command.run(load(&source)?).await,
-            Command::Images(command) => command.run(),
+            Command::Images(command) => command.run().await,
             Command::Config(command) => command.run(&source),
         }
     }
