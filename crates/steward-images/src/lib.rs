@@ -20,6 +20,7 @@
 
 pub mod checksum;
 pub mod definition;
+pub mod plan;
 pub mod problem;
 pub mod scs0102;
 pub mod upstream;
