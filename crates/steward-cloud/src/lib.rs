@@ -1,0 +1,390 @@
+//! OpenStack access for Steward, on the `openstack_sdk` crate.
+//!
+//! One place where Steward talks to OpenStack APIs: a [`Cloud`] is a session opened from
+//! `clouds.yaml` (the usual search path, `OS_CLIENT_CONFIG_PATH`, or an explicit file) with the
+//! SDK's own authentication, token renewal and catalog. Responses are read into narrow records
+//! that hold only what Steward uses, so SDK changes stay inside this crate.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), steward_cloud::CloudError> {
+//! let cloud = steward_cloud::Cloud::connect("steward-test", None).await?;
+//! for image in cloud.images().await? {
+//!     println!("{} {} {}", image.id, image.name, image.status);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use openstack_sdk::AsyncOpenStack;
+use openstack_sdk::api::image::v2::image::{create, delete, list, patch};
+use openstack_sdk::api::{Pagination, QueryAsync, ignore, paged};
+use openstack_sdk::config::ConfigFile;
+use openstack_sdk::types::ServiceType;
+use serde_json::Value;
+
+/// Failures talking to OpenStack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudError {
+    /// `clouds.yaml` could not be read.
+    #[error("cannot read the clouds.yaml configuration")]
+    Config(#[source] openstack_sdk::config::ConfigError),
+    /// The cloud is not in `clouds.yaml`.
+    #[error(
+        "cloud {0:?} is not in clouds.yaml (searched OS_CLIENT_CONFIG_PATH, ./clouds.yaml, ~/.config/openstack, /etc/openstack)"
+    )]
+    UnknownCloud(String),
+    /// Authentication or the API call failed.
+    #[error("{what}")]
+    Api {
+        /// What Steward was doing.
+        what: String,
+        /// The SDK's error.
+        #[source]
+        source: openstack_sdk::OpenStackError,
+    },
+    /// A request could not be built.
+    #[error("cannot build the {0} request")]
+    Request(String),
+    /// The API answered something Steward cannot read.
+    #[error("unexpected answer from {what}: {detail}")]
+    Unexpected {
+        /// The call.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// An image as Steward reads it from Glance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageRecord {
+    /// Id.
+    pub id: String,
+    /// Name (empty when unset).
+    pub name: String,
+    /// `queued`, `saving`, `importing`, `active`, `deactivated`, `killed`, `deleted`, …
+    pub status: String,
+    /// `public`, `private`, `community`, `shared`.
+    pub visibility: String,
+    /// `os_hidden`.
+    pub hidden: bool,
+    /// GiB.
+    pub min_disk: u64,
+    /// MiB.
+    pub min_ram: u64,
+    /// Bytes stored, once uploaded.
+    pub size: Option<u64>,
+    /// Glance's multihash algorithm (`sha512`).
+    pub os_hash_algo: Option<String>,
+    /// Glance's multihash value.
+    pub os_hash_value: Option<String>,
+    /// Tags.
+    pub tags: BTreeSet<String>,
+    /// Every other property, as text.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Fields of a Glance image that are not free-form properties.
+const CORE_FIELDS: &[&str] = &[
+    "checksum",
+    "container_format",
+    "created_at",
+    "direct_url",
+    "disk_format",
+    "file",
+    "id",
+    "locations",
+    "min_disk",
+    "min_ram",
+    "name",
+    "os_hash_algo",
+    "os_hash_value",
+    "os_hidden",
+    "owner",
+    "protected",
+    "schema",
+    "self",
+    "size",
+    "status",
+    "stores",
+    "tags",
+    "updated_at",
+    "virtual_size",
+    "visibility",
+];
+
+impl ImageRecord {
+    /// Reads one image object of the Glance v2 API.
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let obj = value.as_object()?;
+        let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+        let number = |k: &str| obj.get(k).and_then(Value::as_u64);
+        let properties = obj
+            .iter()
+            .filter(|(k, _)| !CORE_FIELDS.contains(&k.as_str()) && !k.starts_with("os_glance_"))
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k.clone(), s.clone())),
+                Value::Null => None,
+                other => Some((k.clone(), other.to_string())),
+            })
+            .collect();
+        Some(Self {
+            id: text("id")?,
+            name: text("name").unwrap_or_default(),
+            status: text("status").unwrap_or_default(),
+            visibility: text("visibility").unwrap_or_default(),
+            hidden: obj
+                .get("os_hidden")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            min_disk: number("min_disk").unwrap_or(0),
+            min_ram: number("min_ram").unwrap_or(0),
+            size: number("size"),
+            os_hash_algo: text("os_hash_algo"),
+            os_hash_value: text("os_hash_value"),
+            tags: obj
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            properties,
+        })
+    }
+}
+
+/// An image to create (queued; data comes by import or upload).
+#[derive(Debug, Clone)]
+pub struct NewImage<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Glance `disk_format` (`qcow2`, `raw`, …); the container format is `bare`.
+    pub disk_format: &'a str,
+    /// GiB.
+    pub min_disk: u64,
+    /// MiB.
+    pub min_ram: u64,
+    /// Tags.
+    pub tags: &'a BTreeSet<String>,
+    /// Properties.
+    pub properties: &'a BTreeMap<String, String>,
+}
+
+/// One change of an image update: a core field or a property set to a value, or removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageChange {
+    /// `name`, `visibility`, `os_hidden`, `min_disk`, `min_ram`, `tags`, or a property name.
+    pub field: String,
+    /// The new value; `None` removes a property.
+    pub value: Option<Value>,
+}
+
+/// Core fields an update replaces (properties are added or removed instead).
+const REPLACED_FIELDS: &[&str] = &[
+    "name",
+    "visibility",
+    "os_hidden",
+    "min_disk",
+    "min_ram",
+    "tags",
+];
+
+/// The JSON patch for a list of changes (Glance's `openstack-images-v2.1-json-patch`).
+pub fn json_patch(changes: &[ImageChange]) -> Value {
+    Value::Array(
+        changes
+            .iter()
+            .map(|c| match (&c.value, REPLACED_FIELDS.contains(&c.field.as_str())) {
+                (Some(v), true) => serde_json::json!({"op": "replace", "path": format!("/{}", c.field), "value": v}),
+                (Some(v), false) => serde_json::json!({"op": "add", "path": format!("/{}", c.field), "value": v}),
+                (None, _) => serde_json::json!({"op": "remove", "path": format!("/{}", c.field)}),
+            })
+            .collect(),
+    )
+}
+
+/// A session with one cloud.
+#[derive(Debug)]
+pub struct Cloud {
+    session: AsyncOpenStack,
+}
+
+impl Cloud {
+    /// Opens a session with `cloud` from `clouds.yaml` (`clouds_file` adds an explicit file).
+    pub async fn connect(cloud: &str, clouds_file: Option<&Path>) -> Result<Self, CloudError> {
+        let config = ConfigFile::new_with_user_specified_configs(clouds_file, None::<&Path>)
+            .map_err(CloudError::Config)?;
+        let profile = config
+            .get_cloud_config(cloud)
+            .map_err(CloudError::Config)?
+            .ok_or_else(|| CloudError::UnknownCloud(cloud.to_owned()))?;
+        let session = AsyncOpenStack::builder(&profile)
+            .disable_auth_cache(true)
+            .connect()
+            .await
+            .map_err(|source| CloudError::Api {
+                what: format!("authenticating with cloud {cloud}"),
+                source,
+            })?;
+        session
+            .discover_service_endpoint(&ServiceType::Image)
+            .await
+            .map_err(|source| CloudError::Api {
+                what: "finding the image service".to_owned(),
+                source,
+            })?;
+        Ok(Self { session })
+    }
+
+    /// Every image the credentials can see, in every visibility, hidden ones included.
+    pub async fn images(&self) -> Result<Vec<ImageRecord>, CloudError> {
+        let mut records = Vec::new();
+        let mut seen = BTreeSet::new();
+        for hidden in [false, true] {
+            let endpoint = list::Request::builder()
+                .visibility("all")
+                .os_hidden(hidden)
+                .build()
+                .map_err(|_| CloudError::Request("image list".to_owned()))?;
+            let images: Vec<Value> = paged(endpoint, Pagination::All)
+                .query_async(&self.session)
+                .await
+                .map_err(|e| CloudError::Api {
+                    what: "listing images".to_owned(),
+                    source: e.into(),
+                })?;
+            for value in &images {
+                let record =
+                    ImageRecord::from_json(value).ok_or_else(|| CloudError::Unexpected {
+                        what: "GET /v2/images".to_owned(),
+                        detail: format!("an image without an id: {value}"),
+                    })?;
+                if seen.insert(record.id.clone()) {
+                    records.push(record);
+                }
+            }
+        }
+        records.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        Ok(records)
+    }
+
+    /// Creates a private, queued image; returns its id.
+    pub async fn create_image(&self, image: &NewImage<'_>) -> Result<String, CloudError> {
+        let bad = |what: &str| CloudError::Request(format!("image create ({what})"));
+        let disk_format = serde_json::from_value(Value::String(image.disk_format.to_owned()))
+            .map_err(|_| bad("disk_format"))?;
+        let container_format = serde_json::from_value(Value::String("bare".to_owned()))
+            .map_err(|_| bad("container_format"))?;
+        let visibility = serde_json::from_value(Value::String("private".to_owned()))
+            .map_err(|_| bad("visibility"))?;
+        let tags: Vec<std::borrow::Cow<'_, str>> = image
+            .tags
+            .iter()
+            .map(|t| std::borrow::Cow::Borrowed(t.as_str()))
+            .collect();
+        let endpoint = create::Request::builder()
+            .name(Some(std::borrow::Cow::Borrowed(image.name)))
+            .disk_format(disk_format)
+            .container_format(container_format)
+            .visibility(visibility)
+            .min_disk(i32::try_from(image.min_disk).map_err(|_| bad("min_disk"))?)
+            .min_ram(i32::try_from(image.min_ram).map_err(|_| bad("min_ram"))?)
+            .tags(tags)
+            .properties(
+                image
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .build()
+            .map_err(|_| bad("builder"))?;
+        let created: Value =
+            endpoint
+                .query_async(&self.session)
+                .await
+                .map_err(|e| CloudError::Api {
+                    what: format!("creating image {:?}", image.name),
+                    source: e.into(),
+                })?;
+        created
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::Unexpected {
+                what: "POST /v2/images".to_owned(),
+                detail: "no id".to_owned(),
+            })
+    }
+
+    /// Applies all `changes` to one image in one PATCH.
+    pub async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<(), CloudError> {
+        let patch: json_patch::Patch = serde_json::from_value(json_patch(changes))
+            .map_err(|e| CloudError::Request(format!("image patch ({e})")))?;
+        let endpoint = patch::Request::builder()
+            .id(id)
+            .patch(patch)
+            .build()
+            .map_err(|_| CloudError::Request("image patch".to_owned()))?;
+        ignore(endpoint)
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: format!("updating image {id}"),
+                source: e.into(),
+            })
+    }
+
+    /// Deletes an image.
+    pub async fn delete_image(&self, id: &str) -> Result<(), CloudError> {
+        let endpoint = delete::Request::builder()
+            .id(id)
+            .build()
+            .map_err(|_| CloudError::Request("image delete".to_owned()))?;
+        ignore(endpoint)
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: format!("deleting image {id}"),
+                source: e.into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageRecord;
+
+    #[test]
+    fn glance_images_are_split_into_core_fields_and_properties() {
+        let value = serde_json::json!({
+            "id": "i-1", "name": "Ubuntu 24.04", "status": "active", "visibility": "public",
+            "os_hidden": false, "min_disk": 8, "min_ram": 512, "size": 1024, "tags": ["b", "a"],
+            "os_hash_algo": "sha512", "os_hash_value": "ab", "checksum": "cd",
+            "os_distro": "ubuntu", "hw_vif_multiqueue_enabled": true, "os_glance_importing_to_stores": "",
+            "steward_definition": "Ubuntu 24.04", "protected": false, "owner": "p", "file": "/v2/images/i-1/file",
+        });
+        let r = ImageRecord::from_json(&value).unwrap();
+        assert_eq!((r.min_disk, r.min_ram, r.size), (8, 512, Some(1024)));
+        assert_eq!(r.tags.iter().cloned().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            r.properties.keys().cloned().collect::<Vec<_>>(),
+            [
+                "hw_vif_multiqueue_enabled",
+                "os_distro",
+                "steward_definition"
+            ]
+        );
+        assert_eq!(r.properties["hw_vif_multiqueue_enabled"], "true");
+        assert!(ImageRecord::from_json(&serde_json::json!({"name": "no id"})).is_none());
+    }
+}
