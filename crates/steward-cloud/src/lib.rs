@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use openstack_sdk::AsyncOpenStack;
-use openstack_sdk::api::image::v2::image::{create, delete, list, patch};
+use openstack_sdk::api::image::v2::image::{create, deactivate, delete, get, import, list, patch};
 use openstack_sdk::api::{Pagination, QueryAsync, ignore, paged};
 use openstack_sdk::config::ConfigFile;
 use openstack_sdk::types::ServiceType;
@@ -340,6 +340,64 @@ impl Cloud {
             .await
             .map_err(|e| CloudError::Api {
                 what: format!("updating image {id}"),
+                source: e.into(),
+            })
+    }
+
+    /// Starts a web-download import of `uri` into a queued image.
+    pub async fn import_web_download(&self, id: &str, uri: &str) -> Result<(), CloudError> {
+        let method: import::create::Method<'_> =
+            serde_json::from_value(serde_json::json!({"name": "web-download", "uri": uri}))
+                .map_err(|e| CloudError::Request(format!("image import ({e})")))?;
+        let endpoint = import::create::Request::builder()
+            .image_id(id)
+            .method(method)
+            .build()
+            .map_err(|_| CloudError::Request("image import".to_owned()))?;
+        ignore(endpoint)
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: format!("importing {uri} into image {id}"),
+                source: e.into(),
+            })
+    }
+
+    /// One image, or `None` when it does not exist.
+    pub async fn image(&self, id: &str) -> Result<Option<ImageRecord>, CloudError> {
+        let endpoint = get::Request::builder()
+            .id(id)
+            .build()
+            .map_err(|_| CloudError::Request("image get".to_owned()))?;
+        match endpoint.query_async(&self.session).await {
+            Ok(value) => {
+                let value: Value = value;
+                Ok(ImageRecord::from_json(&value))
+            }
+            Err(openstack_sdk::api::ApiError::ResourceNotFound) => Ok(None),
+            Err(openstack_sdk::api::ApiError::OpenStack { status, .. })
+                if status == http::StatusCode::NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(CloudError::Api {
+                what: format!("reading image {id}"),
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// Deactivates an image (its data can no longer be downloaded or booted).
+    pub async fn deactivate_image(&self, id: &str) -> Result<(), CloudError> {
+        let endpoint = deactivate::Request::builder()
+            .id(id)
+            .build()
+            .map_err(|_| CloudError::Request("image deactivate".to_owned()))?;
+        ignore(endpoint)
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: format!("deactivating image {id}"),
                 source: e.into(),
             })
     }

@@ -111,4 +111,9 @@ async fn create_list_patch_delete_against_real_glance() {
 
     cloud.delete_image(&id).await.unwrap();
     assert!(cloud.images().await.unwrap().iter().all(|i| i.id != id));
+    assert_eq!(
+        cloud.image(&id).await.unwrap(),
+        None,
+        "a deleted image reads as absent, not as an error"
+    );
 }

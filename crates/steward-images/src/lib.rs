@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod checksum;
 pub mod definition;
 pub mod plan;

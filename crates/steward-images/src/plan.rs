@@ -36,28 +36,8 @@ pub const DIGEST_PROPERTY: &str = "steward_digest";
 /// The tag Steward adds to the images it manages (scs-0102 recommends `managed_by_<vendor>`).
 pub const MANAGED_TAG: &str = "managed_by_steward";
 
-/// An image as Glance shows it (the fields the plan compares).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GlanceImage {
-    /// Image id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// `queued`, `saving`, `importing`, `active`, `deactivated`, `killed`, …
-    pub status: String,
-    /// `public`, `private`, `community`, `shared`.
-    pub visibility: String,
-    /// `os_hidden`.
-    pub hidden: bool,
-    /// GiB.
-    pub min_disk: u64,
-    /// MiB.
-    pub min_ram: u64,
-    /// Tags.
-    pub tags: BTreeSet<String>,
-    /// Extra properties (everything not a core field), as text.
-    pub properties: BTreeMap<String, String>,
-}
+/// An image as Glance shows it (the record `steward-cloud` reads).
+pub use steward_cloud::ImageRecord as GlanceImage;
 
 /// One version as resolved upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +86,8 @@ pub enum Action {
         name: String,
         /// Upstream URL.
         url: String,
+        /// Glance `disk_format`.
+        disk_format: String,
         /// Digest the import must match.
         digest: Option<String>,
         /// Final visibility.
@@ -361,6 +343,7 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     version: v.version.clone(),
                     name: t.name,
                     url: def.versions[v.index].value.url.value.clone(),
+                    disk_format: def.format.value.clone(),
                     digest: v.digest.clone(),
                     visibility: t.visibility,
                     properties: t.properties,
@@ -491,3 +474,57 @@ pub fn render(actions: &[Action]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Resolves every enabled definition's upstreams into the plan's input. Versions that cannot be
+/// resolved (no digest, no build date, upstream gone) cannot be planned: they come back as
+/// messages, and their definition is left out of the plan rather than planned on guesses.
+pub async fn resolve_all<'a>(
+    client: &reqwest::Client,
+    definitions: &'a [ImageDefinition],
+) -> (Vec<Desired<'a>>, Vec<String>) {
+    let mut desired = Vec::new();
+    let mut blocked = Vec::new();
+    for def in definitions.iter().filter(|d| d.enable) {
+        let mut versions = Vec::new();
+        let mut ok = true;
+        for (index, v) in def.versions.iter().enumerate() {
+            let r = crate::upstream::resolve_version(client, &v.value).await;
+            let version = if v.value.version.value == "latest" {
+                r.build_date.map(|d| d.format("%Y%m%d").to_string())
+            } else {
+                Some(v.value.version.value.clone())
+            };
+            match (version, r.build_date, &r.digest, r.problems.is_empty()) {
+                (Some(version), Some(build_date), Some(_), true) => {
+                    versions.push(ResolvedVersion {
+                        version,
+                        index,
+                        build_date,
+                        digest: r.digest.clone(),
+                    });
+                }
+                _ => {
+                    ok = false;
+                    let why: Vec<String> = r.problems.iter().map(|p| format!("{p:?}")).collect();
+                    blocked.push(format!(
+                        "{} {}: cannot be planned: {}",
+                        def.name.value,
+                        v.value.version.value,
+                        if why.is_empty() {
+                            "no digest".to_owned()
+                        } else {
+                            why.join("; ")
+                        }
+                    ));
+                }
+            }
+        }
+        if ok {
+            desired.push(Desired {
+                definition: def,
+                versions,
+            });
+        }
+    }
+    (desired, blocked)
+}

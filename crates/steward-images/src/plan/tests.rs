@@ -78,6 +78,7 @@ fn simulate(cloud: &mut Vec<GlanceImage>, actions: &[Action]) {
                     min_ram: *min_ram,
                     tags: tags.clone(),
                     properties: properties.clone(),
+                    ..GlanceImage::default()
                 });
             }
             Action::Update { id, changes, .. } => {

@@ -27,6 +27,39 @@ pub(crate) enum ImagesCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// Compare the definitions with Glance and print what `apply` would create, update (rename,
+    /// relabel, hide), deactivate or delete, each with its reason. Only images carrying
+    /// Steward's `steward_definition` property are considered; others are never touched.
+    ///
+    /// With --check, exits 1 when anything would change (for CI), else 0.
+    Plan {
+        /// A definition file or a folder of *.yml/*.yaml files.
+        #[arg(default_value = "images")]
+        path: PathBuf,
+        /// The cloud in clouds.yaml.
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+        os_cloud: String,
+        /// Exit 1 when the plan is not empty.
+        #[arg(long)]
+        check: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Converge Glance to the definitions: create and import new versions (private until their
+    /// checksum is verified), correct drift with one PATCH per image, rotate, deactivate or delete
+    /// old generations per uuid_validity. Safe to re-run; a second run changes nothing.
+    Apply {
+        /// A definition file or a folder of *.yml/*.yaml files.
+        #[arg(default_value = "images")]
+        path: PathBuf,
+        /// The cloud in clouds.yaml.
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+        os_cloud: String,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Ask every upstream what it offers now: the newest version (is the definition behind?),
     /// and what blocks a verifiable automated import (no checksum file, only md5, no stable
     /// latest pointer, no readable build date, URL gone). Exits 1 when anything is found.
@@ -49,6 +82,17 @@ impl ImagesCommand {
                 output,
             } => validate(&path, strict, output),
             Self::Outdated { path, output } => outdated(&path, output).await,
+            Self::Apply {
+                path,
+                os_cloud,
+                dry_run,
+            } => apply(&path, &os_cloud, dry_run).await,
+            Self::Plan {
+                path,
+                os_cloud,
+                check,
+                output,
+            } => plan(&path, &os_cloud, check, output).await,
         }
     }
 }
@@ -155,4 +199,95 @@ async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn plan(
+    path: &Path,
+    os_cloud: &str,
+    check: bool,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let (loaded, problems) = steward_images::definition::load(path);
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        anyhow::bail!(
+            "{0} has errors: run `steward images validate {0}`",
+            path.display()
+        );
+    }
+    let definitions: Vec<_> = loaded.into_iter().map(|(_, d)| d).collect();
+    let cloud = steward_cloud::Cloud::connect(os_cloud, None)
+        .await
+        .with_context(|| format!("connecting to cloud {os_cloud}"))?;
+    let images = cloud.images().await.context("listing images")?;
+    let client = steward_images::upstream::client();
+    let (desired, blocked) = steward_images::plan::resolve_all(&client, &definitions).await;
+    let actions = steward_images::plan::plan(&desired, &images, chrono::Utc::now().date_naive());
+    match output {
+        Format::Json => {
+            output::json(&serde_json::json!({ "actions": actions, "blocked": blocked }))?
+        }
+        Format::Table => {
+            let mut text = steward_images::plan::render(&actions);
+            for b in &blocked {
+                text.push_str(&format!("? {b}\n"));
+            }
+            output::print(&text)?;
+        }
+    }
+    if !blocked.is_empty() {
+        eprintln!(
+            "warning: {} version(s) could not be planned (see the ? lines)",
+            blocked.len()
+        );
+    }
+    Ok(if check && (!actions.is_empty() || !blocked.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn apply(path: &Path, os_cloud: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let (loaded, problems) = steward_images::definition::load(path);
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        anyhow::bail!(
+            "{0} has errors: run `steward images validate {0}`",
+            path.display()
+        );
+    }
+    let definitions: Vec<_> = loaded.into_iter().map(|(_, d)| d).collect();
+    let cloud = steward_cloud::Cloud::connect(os_cloud, None)
+        .await
+        .with_context(|| format!("connecting to cloud {os_cloud}"))?;
+    let images = cloud.images().await.context("listing images")?;
+    let client = steward_images::upstream::client();
+    let (desired, blocked) = steward_images::plan::resolve_all(&client, &definitions).await;
+    let actions = steward_images::plan::plan(&desired, &images, chrono::Utc::now().date_naive());
+    let mut text = steward_images::plan::render(&actions);
+    for b in &blocked {
+        text.push_str(&format!("? {b}\n"));
+    }
+    output::print(&text)?;
+    if dry_run {
+        eprintln!("dry run: nothing was changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    steward_images::apply::apply(&cloud, &client, &actions, Default::default(), |line| {
+        eprintln!("{line}")
+    })
+    .await
+    .context("applying the plan")?;
+    if blocked.is_empty() {
+        eprintln!("applied {} action(s)", actions.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "applied {} action(s); {} version(s) could not be planned",
+            actions.len(),
+            blocked.len()
+        );
+        Ok(ExitCode::from(1))
+    }
 }

@@ -1,0 +1,273 @@
+//! The image manager end to end against a real Keystone and Glance (scripts/openstack) and a
+//! real HTTP upstream (Python's http.server over a temporary folder).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::Path;
+use std::process::{Child, Command, Output};
+
+use sha2::Digest as _;
+use steward_cloud::{Cloud, ImageChange, ImageRecord};
+
+struct Upstream {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Upstream {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { dir, port, child }
+    }
+
+    /// Publishes a new build: image bytes and a SHA256SUMS (optionally lying about them).
+    fn publish(&self, folder: &str, bytes: &[u8], lie: bool) {
+        let dir = self.dir.path().join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("test.img"), bytes).unwrap();
+        let digest: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let digest = if lie { "0".repeat(64) } else { digest };
+        std::fs::write(dir.join("SHA256SUMS"), format!("{digest} *test.img\n")).unwrap();
+    }
+
+    fn url(&self, folder: &str, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{folder}/{file}", self.port)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn definition(name: &str, image_url: &str, sums_url: &str) -> String {
+    format!(
+        "images:\n  - name: {name}\n    enable: true\n    format: raw\n    login: test\n    min_disk: 1\n    min_ram: 64\n    \
+         status: active\n    visibility: public\n    multi: true\n    tags: []\n    meta:\n      architecture: x86_64\n      \
+         hypervisor_type: qemu\n      hw_disk_bus: virtio\n      hw_rng_model: virtio\n      os_distro: ubuntu\n      \
+         os_version: '24.04'\n      os_purpose: generic\n      image_description: test\n      replace_frequency: monthly\n      \
+         uuid_validity: last-2\n      provided_until: none\n    versions:\n      - version: latest\n        url: {image_url}\n        \
+         checksums_url: {sums_url}\n"
+    )
+}
+
+fn steward(args: &[&str], definitions: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(args)
+        .arg(definitions)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn mine(cloud: &Cloud, name: &str) -> Vec<ImageRecord> {
+    cloud
+        .images()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.properties.get("steward_definition").map(String::as_str) == Some(name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
+    if std::env::var("STEWARD_TEST_SKIP_OPENSTACK").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let os_cloud = std::env::var("OS_CLOUD").unwrap_or_else(|_| "steward-test".to_owned());
+    let cloud = Cloud::connect(&os_cloud, None).await.unwrap_or_else(|e| {
+        panic!("a real Keystone and Glance are needed (scripts/openstack start): {e}")
+    });
+    let name = format!("Steward E2E {}", std::process::id());
+    let upstream = Upstream::start();
+    upstream.publish("release", &[1u8; 300_000], false);
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &name,
+            &upstream.url("release", "test.img"),
+            &upstream.url("release", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+
+    // An image of the same name that Steward does not manage.
+    let foreign = cloud
+        .create_image(&steward_cloud::NewImage {
+            name: &name,
+            disk_format: "raw",
+            min_disk: 0,
+            min_ram: 0,
+            tags: &Default::default(),
+            properties: &Default::default(),
+        })
+        .await
+        .unwrap();
+
+    let plan = steward(
+        &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+        &defs,
+    );
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(
+        text(&plan).contains(&format!("+ create      {name}")),
+        "{}",
+        text(&plan)
+    );
+
+    let dry = steward(
+        &["images", "apply", "--os-cloud", &os_cloud, "--dry-run"],
+        &defs,
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        mine(&cloud, &name).await.is_empty(),
+        "--dry-run changes nothing"
+    );
+
+    let applied = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1);
+    let first = &images[0];
+    assert_eq!(
+        (
+            first.status.as_str(),
+            first.visibility.as_str(),
+            first.name.as_str()
+        ),
+        ("active", "public", name.as_str())
+    );
+    assert_eq!(first.properties["os_distro"], "ubuntu");
+    assert!(first.properties["steward_digest"].starts_with("sha256:"));
+    assert!(first.tags.contains("managed_by_steward"));
+
+    // Again: nothing to do.
+    let check = steward(
+        &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+        &defs,
+    );
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+
+    // Drift by hand is corrected with one update.
+    cloud
+        .update_image(
+            &first.id,
+            &[ImageChange {
+                field: "os_distro".into(),
+                value: Some(serde_json::json!("debian")),
+            }],
+        )
+        .await
+        .unwrap();
+    let fix = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(
+        text(&fix).contains("os_distro: debian -> ubuntu"),
+        "{}",
+        text(&fix)
+    );
+    assert_eq!(
+        cloud.image(&first.id).await.unwrap().unwrap().properties["os_distro"],
+        "ubuntu"
+    );
+
+    // A new upstream build rotates the old one (uuid_validity last-2 keeps it, renamed, hidden).
+    upstream.publish("release", &[2u8; 300_000], false);
+    let rotate = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(rotate.status.success(), "{}", text(&rotate));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 2, "{}", text(&rotate));
+    let old = images.iter().find(|i| i.id == first.id).unwrap();
+    assert!(
+        old.hidden && old.name.starts_with(&format!("{name} 20")),
+        "{old:?}"
+    );
+    assert_eq!(old.properties["os_purpose"], "oldgeneric");
+    let new = images.iter().find(|i| i.id != first.id).unwrap();
+    assert_eq!(new.name, name);
+    assert_eq!(
+        steward(
+            &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+            &defs
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+
+    // A checksum file that does not match the image: refused, nothing usable left behind.
+    let bad_name = format!("{name} bad");
+    upstream.publish("bad", &[3u8; 100_000], true);
+    let bad_defs = work.path().join("bad.yml");
+    std::fs::write(
+        &bad_defs,
+        definition(
+            &bad_name,
+            &upstream.url("bad", "test.img"),
+            &upstream.url("bad", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    let refused = steward(&["images", "apply", "--os-cloud", &os_cloud], &bad_defs);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("checksum mismatch"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        mine(&cloud, &bad_name).await.is_empty(),
+        "the unverified image was deleted"
+    );
+
+    // The unmanaged image was never touched.
+    let untouched = cloud.image(&foreign).await.unwrap().unwrap();
+    assert!(
+        untouched.properties.is_empty() && untouched.name == name && untouched.status == "queued"
+    );
+
+    for image in mine(&cloud, &name).await {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+    cloud.delete_image(&foreign).await.unwrap();
+}
