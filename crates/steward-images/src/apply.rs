@@ -119,6 +119,7 @@ pub async fn apply(
                 min_disk,
                 min_ram,
                 version,
+                verified,
                 ..
             } => {
                 let id = cloud
@@ -155,17 +156,19 @@ pub async fn apply(
                     "verified {name}: {}",
                     digest.as_deref().unwrap_or("glance hash")
                 ));
-                if visibility != "private" {
-                    cloud
-                        .update_image(
-                            &id,
-                            &[ImageChange {
-                                field: "visibility".into(),
-                                value: Some(Value::String(visibility.clone())),
-                            }],
-                        )
-                        .await?;
+                // Visibility and the verification marker in one PATCH: an image is never
+                // visible without having been verified.
+                let mut finish = vec![ImageChange {
+                    field: "visibility".into(),
+                    value: Some(Value::String(visibility.clone())),
+                }];
+                if let Some(v) = verified {
+                    finish.push(ImageChange {
+                        field: crate::plan::VERIFIED_PROPERTY.into(),
+                        value: Some(Value::String(v.clone())),
+                    });
                 }
+                cloud.update_image(&id, &finish).await?;
                 progress(&format!("{name} is {visibility}"));
             }
             Action::Update {

@@ -33,6 +33,10 @@ pub const DEFINITION_PROPERTY: &str = "steward_definition";
 pub const VERSION_PROPERTY: &str = "steward_version";
 /// The property holding the verified upstream digest, `<algorithm>:<hex>`.
 pub const DIGEST_PROPERTY: &str = "steward_digest";
+/// The property set, with the digest, only after an import was verified. A managed image
+/// without it was left by an apply that stopped before verifying: it is never made visible,
+/// but deleted and imported again.
+pub const VERIFIED_PROPERTY: &str = "steward_verified";
 /// The tag Steward adds to the images it manages (scs-0102 recommends `managed_by_<vendor>`).
 pub const MANAGED_TAG: &str = "managed_by_steward";
 
@@ -92,8 +96,10 @@ pub enum Action {
         digest: Option<String>,
         /// Final visibility.
         visibility: String,
-        /// Every property to set.
+        /// Every property to set at creation (the verification marker comes after verifying).
         properties: BTreeMap<String, String>,
+        /// The value of `steward_verified` to set once the content is verified.
+        verified: Option<String>,
         /// Tags.
         tags: BTreeSet<String>,
         /// GiB.
@@ -179,6 +185,7 @@ fn target(def: &ImageDefinition, v: &ResolvedVersion, name: String) -> Target {
     props.insert(VERSION_PROPERTY.to_owned(), v.version.clone());
     if let Some(d) = &v.digest {
         props.insert(DIGEST_PROPERTY.to_owned(), d.clone());
+        props.insert(VERIFIED_PROPERTY.to_owned(), d.clone());
     }
     let mut tags: BTreeSet<String> = def.tags.iter().cloned().collect();
     tags.insert(MANAGED_TAG.to_owned());
@@ -286,14 +293,24 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
             .iter()
             .filter(|i| i.properties.get(DEFINITION_PROPERTY) == Some(&def.name.value))
             .collect();
+        // Never verified: an apply stopped between import and verification.
+        let unverified = |i: &GlanceImage| {
+            i.properties.contains_key(DIGEST_PROPERTY)
+                && !i.properties.contains_key(VERIFIED_PROPERTY)
+        };
         let (live, broken): (Vec<&GlanceImage>, Vec<&GlanceImage>) = mine
             .into_iter()
-            .partition(|i| LIVE.contains(&i.status.as_str()));
+            .partition(|i| LIVE.contains(&i.status.as_str()) && !unverified(i));
         for image in broken {
+            let reason = if LIVE.contains(&image.status.as_str()) {
+                "imported but never verified: left by an interrupted apply".to_owned()
+            } else {
+                format!("left in status {} by an interrupted import", image.status)
+            };
             actions.push(Action::Delete {
                 id: image.id.clone(),
                 name: image.name.clone(),
-                reason: format!("left in status {} by an interrupted import", image.status),
+                reason,
             });
         }
         let find = |v: &ResolvedVersion| {
@@ -339,6 +356,7 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     }
                 }
                 None => actions.push(Action::Create {
+                    verified: t.properties.get(VERIFIED_PROPERTY).cloned(),
                     definition: def.name.value.clone(),
                     version: v.version.clone(),
                     name: t.name,
@@ -346,7 +364,11 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     disk_format: def.format.value.clone(),
                     digest: v.digest.clone(),
                     visibility: t.visibility,
-                    properties: t.properties,
+                    properties: t
+                        .properties
+                        .into_iter()
+                        .filter(|(k, _)| k != VERIFIED_PROPERTY)
+                        .collect(),
                     tags: t.tags,
                     min_disk: t.min_disk,
                     min_ram: t.min_ram,

@@ -271,3 +271,90 @@ async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
     }
     cloud.delete_image(&foreign).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
+    if std::env::var("STEWARD_TEST_SKIP_OPENSTACK").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let os_cloud = std::env::var("OS_CLOUD").unwrap_or_else(|_| "steward-test".to_owned());
+    let cloud = Cloud::connect(&os_cloud, None).await.unwrap_or_else(|e| {
+        panic!("a real Keystone and Glance are needed (scripts/openstack start): {e}")
+    });
+    let name = format!("Steward Kill {}", std::process::id());
+    let upstream = Upstream::start();
+    // Large enough that import and verification take a moment.
+    let bytes: Vec<u8> = (0..64 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    upstream.publish("big", &bytes, false);
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &name,
+            &upstream.url("big", "test.img"),
+            &upstream.url("big", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["images", "apply", "--os-cloud", &os_cloud])
+        .arg(&defs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its image exists in Glance, before it could verify and publish it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while mine(&cloud, &name).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never created its image"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = mine(&cloud, &name).await;
+    assert_eq!(left.len(), 1);
+    assert!(
+        !left[0].properties.contains_key("steward_verified"),
+        "killed before verification: {:?}",
+        left[0]
+    );
+    assert_ne!(
+        left[0].visibility, "public",
+        "an unverified image is never public"
+    );
+
+    let again = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("never verified") || text(&again).contains("interrupted import"),
+        "{}",
+        text(&again)
+    );
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "the leftover is gone: {images:?}");
+    assert_ne!(images[0].id, left[0].id);
+    assert_eq!(
+        (images[0].status.as_str(), images[0].visibility.as_str()),
+        ("active", "public")
+    );
+    assert!(images[0].properties.contains_key("steward_verified"));
+    assert_eq!(
+        steward(
+            &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+            &defs
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    for image in images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+}

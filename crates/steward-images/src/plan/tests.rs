@@ -66,8 +66,14 @@ fn simulate(cloud: &mut Vec<GlanceImage>, actions: &[Action]) {
                 tags,
                 min_disk,
                 min_ram,
+                verified,
                 ..
             } => {
+                // apply sets the verification marker once the content is verified.
+                let mut properties = properties.clone();
+                if let Some(v) = verified {
+                    properties.insert(super::VERIFIED_PROPERTY.to_owned(), v.clone());
+                }
                 cloud.push(GlanceImage {
                     id: format!("id-{}", cloud.len() + 100),
                     name: name.clone(),
@@ -77,7 +83,7 @@ fn simulate(cloud: &mut Vec<GlanceImage>, actions: &[Action]) {
                     min_disk: *min_disk,
                     min_ram: *min_ram,
                     tags: tags.clone(),
-                    properties: properties.clone(),
+                    properties,
                     ..GlanceImage::default()
                 });
             }
@@ -402,4 +408,25 @@ fn rendering_reads_like_an_infrastructure_plan() {
     );
     assert!(text.contains("verify sha256:"), "{text}");
     assert_eq!(render(&[]), "no changes: Glance matches the definitions\n");
+}
+
+#[test]
+fn an_import_that_was_never_verified_is_redone_not_published() {
+    let def = definition(true, "last-3", false, &["20261001"]);
+    let mut cloud = Vec::new();
+    run(&def, &mut cloud);
+    // Steward was killed after Glance finished the import but before verifying it.
+    cloud[0].properties.remove(super::VERIFIED_PROPERTY);
+    cloud[0].visibility = "private".to_owned();
+    let actions = run(&def, &mut cloud);
+    assert!(
+        matches!(&actions[0], Action::Delete { reason, .. } if reason.contains("never verified")),
+        "{}",
+        render(&actions)
+    );
+    assert!(matches!(&actions[1], Action::Create { .. }));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Update { .. })),
+        "never made public unverified"
+    );
 }
