@@ -84,6 +84,9 @@ pub struct ResolvedDefinition {
     pub problems: Vec<UpstreamProblem>,
 }
 
+/// The HTTP client type used for upstreams.
+pub use reqwest::Client as HttpClient;
+
 /// An HTTP client for upstreams (redirects followed, 30 s timeout).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -97,6 +97,18 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The test cloud, or `None` when the test command leaves OpenStack out on purpose.
+async fn cloud() -> Option<(String, Cloud)> {
+    if std::env::var("STEWARD_TEST_SKIP_OPENSTACK").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let os_cloud = std::env::var("OS_CLOUD").unwrap_or_else(|_| "steward-test".to_owned());
+    let cloud = Cloud::connect(&os_cloud, None).await.unwrap_or_else(|e| {
+        panic!("a real Keystone and Glance are needed (scripts/openstack start): {e}")
+    });
+    Some((os_cloud, cloud))
+}
+
 async fn mine(cloud: &Cloud, name: &str) -> Vec<ImageRecord> {
     cloud
         .images()
@@ -109,13 +121,9 @@ async fn mine(cloud: &Cloud, name: &str) -> Vec<ImageRecord> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
-    if std::env::var("STEWARD_TEST_SKIP_OPENSTACK").is_ok_and(|v| v == "1") {
+    let Some((os_cloud, cloud)) = cloud().await else {
         return;
-    }
-    let os_cloud = std::env::var("OS_CLOUD").unwrap_or_else(|_| "steward-test".to_owned());
-    let cloud = Cloud::connect(&os_cloud, None).await.unwrap_or_else(|e| {
-        panic!("a real Keystone and Glance are needed (scripts/openstack start): {e}")
-    });
+    };
     let name = format!("Steward E2E {}", std::process::id());
     let upstream = Upstream::start();
     upstream.publish("release", &[1u8; 300_000], false);
@@ -274,13 +282,9 @@ async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
-    if std::env::var("STEWARD_TEST_SKIP_OPENSTACK").is_ok_and(|v| v == "1") {
+    let Some((os_cloud, cloud)) = cloud().await else {
         return;
-    }
-    let os_cloud = std::env::var("OS_CLOUD").unwrap_or_else(|_| "steward-test".to_owned());
-    let cloud = Cloud::connect(&os_cloud, None).await.unwrap_or_else(|e| {
-        panic!("a real Keystone and Glance are needed (scripts/openstack start): {e}")
-    });
+    };
     let name = format!("Steward Kill {}", std::process::id());
     let upstream = Upstream::start();
     // Large enough that import and verification take a moment.

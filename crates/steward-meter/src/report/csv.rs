@@ -1,7 +1,5 @@
 //! CSV rendering of a report: one row per project and product (RFC 4180 quoting).
 
-use serde_json::Value;
-
 use super::Report;
 
 fn field(text: &str) -> String {
@@ -18,19 +16,13 @@ pub fn to_csv(report: &Report) -> String {
     for project in report.value["projects"].as_array().into_iter().flatten() {
         let project_id = project["project_id"].as_str().unwrap_or_default();
         for line in project["lines"].as_array().into_iter().flatten() {
-            let provenance: Vec<&str> = line["provenance"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
             let row = [
                 field(project_id),
                 field(line["product"].as_str().unwrap_or_default()),
                 field(line["unit"].as_str().unwrap_or_default()),
                 field(line["quantity"].as_str().unwrap_or_default()),
                 line["resources"].to_string(),
-                field(&provenance.join("+")),
+                field(&super::provenance_text(line)),
             ];
             out.push_str(&row.join(","));
             out.push('\n');

@@ -283,6 +283,17 @@ fn assemble(
     Report { value }
 }
 
+/// A line's provenance names, joined with `+` (for CSV and table output).
+fn provenance_text(line: &Value) -> String {
+    let names: Vec<&str> = line["provenance"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    names.join("+")
+}
+
 impl Report {
     /// The canonical JSON text: sorted keys, two-space indentation, trailing newline.
     pub fn json(&self) -> String {

@@ -47,18 +47,12 @@ pub fn to_table(report: &Report) -> String {
         ];
         let mut totals: BTreeMap<String, f64> = BTreeMap::new();
         for line in lines {
-            let provenance: Vec<&str> = line["provenance"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
             rows.push(vec![
                 text(&line["product"]).to_owned(),
                 text(&line["quantity"]).to_owned(),
                 text(&line["unit"]).to_owned(),
                 line["resources"].to_string(),
-                provenance.join("+"),
+                super::provenance_text(line),
             ]);
             let quantity: f64 = text(&line["quantity"]).parse().unwrap_or(0.0);
             *totals.entry(text(&line["unit"]).to_owned()).or_insert(0.0) += quantity;

@@ -143,16 +143,10 @@ fn describe(problem: &UpstreamProblem) -> String {
 }
 
 async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
-    let (images, problems) = steward_images::definition::load(path);
-    if problems.iter().any(|p| p.severity == Severity::Error) {
-        anyhow::bail!(
-            "{0} has errors: run `steward images validate {0}`",
-            path.display()
-        );
-    }
+    let definitions = load_valid(path)?;
     let client = steward_images::upstream::client();
     let mut resolved = Vec::new();
-    for (_, definition) in images.iter().filter(|(_, d)| d.enable) {
+    for definition in definitions.iter().filter(|d| d.enable) {
         resolved.push(steward_images::upstream::resolve(&client, definition).await);
     }
     let findings = resolved
@@ -201,13 +195,8 @@ async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn plan(
-    path: &Path,
-    os_cloud: &str,
-    check: bool,
-    output: Format,
-) -> anyhow::Result<ExitCode> {
-    use anyhow::Context as _;
+/// Definitions without errors, or an error that says how to see them.
+fn load_valid(path: &Path) -> anyhow::Result<Vec<steward_images::definition::ImageDefinition>> {
     let (loaded, problems) = steward_images::definition::load(path);
     if problems.iter().any(|p| p.severity == Severity::Error) {
         anyhow::bail!(
@@ -215,33 +204,68 @@ async fn plan(
             path.display()
         );
     }
-    let definitions: Vec<_> = loaded.into_iter().map(|(_, d)| d).collect();
-    let cloud = steward_cloud::Cloud::connect(os_cloud, None)
-        .await
-        .with_context(|| format!("connecting to cloud {os_cloud}"))?;
-    let images = cloud.images().await.context("listing images")?;
-    let client = steward_images::upstream::client();
-    let (desired, blocked) = steward_images::plan::resolve_all(&client, &definitions).await;
-    let actions = steward_images::plan::plan(&desired, &images, chrono::Utc::now().date_naive());
-    match output {
-        Format::Json => {
-            output::json(&serde_json::json!({ "actions": actions, "blocked": blocked }))?
-        }
-        Format::Table => {
-            let mut text = steward_images::plan::render(&actions);
-            for b in &blocked {
-                text.push_str(&format!("? {b}\n"));
-            }
-            output::print(&text)?;
-        }
+    Ok(loaded.into_iter().map(|(_, d)| d).collect())
+}
+
+/// What `plan` and `apply` both start from.
+struct Planned {
+    cloud: steward_cloud::Cloud,
+    http: steward_images::upstream::HttpClient,
+    actions: Vec<steward_images::plan::Action>,
+    blocked: Vec<String>,
+}
+
+impl Planned {
+    async fn new(path: &Path, os_cloud: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let definitions = load_valid(path)?;
+        let cloud = steward_cloud::Cloud::connect(os_cloud, None)
+            .await
+            .with_context(|| format!("connecting to cloud {os_cloud}"))?;
+        let images = cloud.images().await.context("listing images")?;
+        let http = steward_images::upstream::client();
+        let (desired, blocked) = steward_images::plan::resolve_all(&http, &definitions).await;
+        let today = chrono::Utc::now().date_naive();
+        let actions = steward_images::plan::plan(&desired, &images, today);
+        Ok(Self {
+            cloud,
+            http,
+            actions,
+            blocked,
+        })
     }
-    if !blocked.is_empty() {
+
+    /// The plan as text, with a `?` line per version that could not be planned.
+    fn text(&self) -> String {
+        let mut text = steward_images::plan::render(&self.actions);
+        for b in &self.blocked {
+            text.push_str(&format!("? {b}\n"));
+        }
+        text
+    }
+}
+
+async fn plan(
+    path: &Path,
+    os_cloud: &str,
+    check: bool,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    let planned = Planned::new(path, os_cloud).await?;
+    match output {
+        Format::Json => output::json(
+            &serde_json::json!({ "actions": planned.actions, "blocked": planned.blocked }),
+        )?,
+        Format::Table => output::print(&planned.text())?,
+    }
+    if !planned.blocked.is_empty() {
         eprintln!(
             "warning: {} version(s) could not be planned (see the ? lines)",
-            blocked.len()
+            planned.blocked.len()
         );
     }
-    Ok(if check && (!actions.is_empty() || !blocked.is_empty()) {
+    let changes = !planned.actions.is_empty() || !planned.blocked.is_empty();
+    Ok(if check && changes {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -250,31 +274,19 @@ async fn plan(
 
 async fn apply(path: &Path, os_cloud: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
-    let (loaded, problems) = steward_images::definition::load(path);
-    if problems.iter().any(|p| p.severity == Severity::Error) {
-        anyhow::bail!(
-            "{0} has errors: run `steward images validate {0}`",
-            path.display()
-        );
-    }
-    let definitions: Vec<_> = loaded.into_iter().map(|(_, d)| d).collect();
-    let cloud = steward_cloud::Cloud::connect(os_cloud, None)
-        .await
-        .with_context(|| format!("connecting to cloud {os_cloud}"))?;
-    let images = cloud.images().await.context("listing images")?;
-    let client = steward_images::upstream::client();
-    let (desired, blocked) = steward_images::plan::resolve_all(&client, &definitions).await;
-    let actions = steward_images::plan::plan(&desired, &images, chrono::Utc::now().date_naive());
-    let mut text = steward_images::plan::render(&actions);
-    for b in &blocked {
-        text.push_str(&format!("? {b}\n"));
-    }
-    output::print(&text)?;
+    let planned = Planned::new(path, os_cloud).await?;
+    output::print(&planned.text())?;
     if dry_run {
         eprintln!("dry run: nothing was changed");
         return Ok(ExitCode::SUCCESS);
     }
-    steward_images::apply::apply(&cloud, &client, &actions, Default::default(), |line| {
+    let Planned {
+        cloud,
+        http,
+        actions,
+        blocked,
+    } = planned;
+    steward_images::apply::apply(&cloud, &http, &actions, Default::default(), |line| {
         eprintln!("{line}")
     })
     .await
