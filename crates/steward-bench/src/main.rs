@@ -60,6 +60,16 @@ enum Bench {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// `steward images apply --import-method upload` of one large image into the real Glance
+    /// (`scripts/openstack start`, OS_CLOUD): wall time, throughput and peak RSS.
+    Upload {
+        /// Image size in MiB.
+        #[arg(long, default_value_t = 2048)]
+        size_mib: u64,
+        /// The cloud in clouds.yaml.
+        #[arg(long, env = "OS_CLOUD", default_value = "steward-test")]
+        os_cloud: String,
+    },
     /// Ceilometer-style HTTP posts (one event per post, as the publisher sends them) → committed.
     Http {
         /// Posts in total.
@@ -83,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Bench::Amqp { count } => amqp(&cli.steward, &cli.amqp_url, count).await,
         Bench::Http { count, connections } => http(&cli.steward, count, connections).await,
+        Bench::Upload { size_mib, os_cloud } => upload(&cli.steward, size_mib, &os_cloud).await,
         Bench::Report {
             resources,
             facts_per_resource,
@@ -615,6 +626,124 @@ async fn report(
             "facts": resources * per_resource,
             "wall_s_median": (median_wall * 100.0).round() / 100.0,
             "peak_rss_mb": (peak * 10.0).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
+/// Runs `child` to completion, sampling its peak RSS (VmHWM); returns (wall s, peak MB, status).
+fn run_measured(mut child: Child) -> anyhow::Result<(f64, f64, std::process::ExitStatus)> {
+    let started = Instant::now();
+    let pid = child.id();
+    let mut peak_kb = 0f64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kb) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok((started.elapsed().as_secs_f64(), peak_kb / 1024.0, status))
+}
+
+async fn upload(steward: &PathBuf, size_mib: u64, os_cloud: &str) -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let dir = tempfile::tempdir()?;
+    let folder = dir.path().join("release");
+    std::fs::create_dir_all(&folder)?;
+    eprintln!("writing a {size_mib} MiB image");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(folder.join("big.img"))?);
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..size_mib {
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = ((i as usize).wrapping_mul(31) ^ j.wrapping_mul(2_654_435_761)) as u8;
+        }
+        hasher.update(&block);
+        file.write_all(&block)?;
+    }
+    file.flush()?;
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(folder.join("SHA256SUMS"), format!("{digest} *big.img\n"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let name = format!("Steward Upload Bench {}", run_id());
+    let defs = dir.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        format!(
+            "images:\n  - name: {name}\n    enable: true\n    format: raw\n    login: x\n    min_disk: 3\n    min_ram: 64\n    \
+             status: active\n    visibility: private\n    multi: true\n    tags: []\n    meta:\n      architecture: x86_64\n      \
+             os_distro: ubuntu\n      os_version: '1'\n      os_purpose: custom\n      image_description: bench\n      \
+             replace_frequency: never\n      uuid_validity: none\n      provided_until: none\n    versions:\n      \
+             - version: latest\n        url: http://127.0.0.1:{port}/release/big.img\n        \
+             checksums_url: http://127.0.0.1:{port}/release/SHA256SUMS\n"
+        ),
+    )?;
+    let child = Command::new(steward)
+        .args([
+            "images",
+            "apply",
+            "--os-cloud",
+            os_cloud,
+            "--import-method",
+            "upload",
+        ])
+        .arg(&defs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let (wall, peak_mb, status) = run_measured(child)?;
+    let _ = server.kill();
+    anyhow::ensure!(status.success(), "apply failed");
+    let cloud = steward_cloud::Cloud::connect(os_cloud, None).await?;
+    let mut stored = None;
+    for image in cloud.images().await? {
+        if image.properties.get("steward_definition") == Some(&name) {
+            stored = image.size;
+            cloud.delete_image(&image.id).await?;
+        }
+    }
+    let bytes = size_mib * 1024 * 1024;
+    anyhow::ensure!(
+        stored == Some(bytes),
+        "Glance stored {stored:?} bytes, expected {bytes}"
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "image_upload",
+            "bytes": bytes,
+            "wall_s": (wall * 100.0).round() / 100.0,
+            "mib_per_sec": ((size_mib as f64 / wall) * 10.0).round() / 10.0,
+            "peak_rss_mb": (peak_mb * 10.0).round() / 10.0,
         })
     );
     Ok(())

@@ -21,9 +21,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use openstack_sdk::AsyncOpenStack;
-use openstack_sdk::api::image::v2::image::{create, deactivate, delete, get, import, list, patch};
-use openstack_sdk::api::{Pagination, QueryAsync, ignore, paged};
+use openstack_sdk::api::image::v2::image::{
+    create, deactivate, delete, file, get, import, list, patch,
+};
+use openstack_sdk::api::{Pagination, QueryAsync, ignore, paged, raw_with_body};
 use openstack_sdk::config::ConfigFile;
+use openstack_sdk::types::BoxedAsyncRead;
 use openstack_sdk::types::ServiceType;
 use serde_json::Value;
 
@@ -361,6 +364,36 @@ impl Cloud {
                 what: format!("importing {uri} into image {id}"),
                 source: e.into(),
             })
+    }
+
+    /// Uploads image data into a queued image, streaming from `reader` (constant memory).
+    pub async fn upload_image_data<R>(&self, id: &str, reader: R) -> Result<(), CloudError>
+    where
+        R: tokio::io::AsyncRead + Send + Sync + 'static,
+    {
+        use tokio_util::compat::TokioAsyncReadCompatExt as _;
+        let endpoint = file::upload::Request::builder()
+            .image_id(id)
+            .header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            )
+            .build()
+            .map_err(|_| CloudError::Request("image upload".to_owned()))?;
+        let response = raw_with_body(endpoint, BoxedAsyncRead::new(reader.compat()))
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: format!("uploading data to image {id}"),
+                source: e.into(),
+            })?;
+        if !response.status().is_success() {
+            return Err(CloudError::Unexpected {
+                what: format!("PUT /v2/images/{id}/file"),
+                detail: format!("HTTP {}", response.status()),
+            });
+        }
+        Ok(())
     }
 
     /// One image, or `None` when it does not exist.

@@ -53,17 +53,36 @@ pub enum ApplyError {
     },
 }
 
+/// How image data gets into Glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImportMethod {
+    /// Web-download; if Glance cannot import it (method disabled, URL not allowed, import
+    /// failed), a streamed upload instead.
+    #[default]
+    Auto,
+    /// Glance downloads the upstream itself (`web-download` import).
+    WebDownload,
+    /// Steward downloads to a temporary file (verifying it on the way) and streams it to Glance.
+    Upload,
+}
+
 /// Options of an apply run.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyOptions {
     /// How long one import may take.
     pub import_timeout: Duration,
+    /// How image data gets into Glance.
+    pub method: ImportMethod,
+    /// Show progress bars (when stderr is a terminal).
+    pub progress_bars: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
         Self {
             import_timeout: Duration::from_secs(1800),
+            method: ImportMethod::Auto,
+            progress_bars: false,
         }
     }
 }
@@ -122,40 +141,39 @@ pub async fn apply(
                 verified,
                 ..
             } => {
-                let id = cloud
-                    .create_image(&NewImage {
-                        name,
-                        disk_format,
-                        min_disk: *min_disk,
-                        min_ram: *min_ram,
-                        tags,
-                        properties,
-                    })
-                    .await?;
-                progress(&format!(
-                    "created {name} ({version}) as {id}, private until verified"
-                ));
-                cloud.import_web_download(&id, url).await?;
-                let image = wait_active(cloud, &id, name, options.import_timeout).await?;
-                progress(&format!("imported {url}"));
-                if let Err(error) = verify(http, url, digest.as_deref(), &image).await {
-                    let _ = cloud.delete_image(&id).await;
-                    return Err(match error {
-                        Verify::Mismatch(detail) => ApplyError::Checksum {
-                            name: name.clone(),
-                            url: url.clone(),
-                            detail,
-                        },
-                        Verify::Download(detail) => ApplyError::Download {
-                            url: url.clone(),
-                            detail,
-                        },
-                    });
-                }
-                progress(&format!(
-                    "verified {name}: {}",
-                    digest.as_deref().unwrap_or("glance hash")
-                ));
+                let new = NewImage {
+                    name,
+                    disk_format,
+                    min_disk: *min_disk,
+                    min_ram: *min_ram,
+                    tags,
+                    properties,
+                };
+                let ctx = Import {
+                    cloud,
+                    http,
+                    url,
+                    digest: digest.as_deref(),
+                    image: &new,
+                    version,
+                    options,
+                };
+                let id = match options.method {
+                    ImportMethod::WebDownload => ctx.web_download(&mut progress).await?,
+                    ImportMethod::Upload => ctx.upload(&mut progress).await?,
+                    ImportMethod::Auto => match ctx.web_download(&mut progress).await {
+                        Ok(id) => id,
+                        Err(e @ (ApplyError::Checksum { .. } | ApplyError::Download { .. })) => {
+                            return Err(e);
+                        }
+                        Err(error) => {
+                            progress(&format!(
+                                "web-download did not work ({error}); uploading instead"
+                            ));
+                            ctx.upload(&mut progress).await?
+                        }
+                    },
+                };
                 // Visibility and the verification marker in one PATCH: an image is never
                 // visible without having been verified.
                 let mut finish = vec![ImageChange {
@@ -195,6 +213,178 @@ pub async fn apply(
         }
     }
     Ok(())
+}
+
+/// One image to bring into Glance.
+struct Import<'a> {
+    cloud: &'a Cloud,
+    http: &'a reqwest::Client,
+    url: &'a str,
+    digest: Option<&'a str>,
+    image: &'a NewImage<'a>,
+    version: &'a str,
+    options: ApplyOptions,
+}
+
+impl Import<'_> {
+    fn mismatch(&self, detail: String) -> ApplyError {
+        ApplyError::Checksum {
+            name: self.image.name.to_owned(),
+            url: self.url.to_owned(),
+            detail,
+        }
+    }
+
+    /// Glance fetches the upstream; Steward verifies by downloading it once more.
+    async fn web_download(&self, progress: &mut impl FnMut(&str)) -> Result<String, ApplyError> {
+        let id = self.cloud.create_image(self.image).await?;
+        progress(&format!(
+            "created {} ({}) as {id}, private until verified",
+            self.image.name, self.version
+        ));
+        if let Err(e) = self.cloud.import_web_download(&id, self.url).await {
+            let _ = self.cloud.delete_image(&id).await;
+            return Err(e.into());
+        }
+        let image = wait_active(
+            self.cloud,
+            &id,
+            self.image.name,
+            self.options.import_timeout,
+        )
+        .await?;
+        progress(&format!("imported {}", self.url));
+        if let Err(error) = verify(self.http, self.url, self.digest, &image).await {
+            let _ = self.cloud.delete_image(&id).await;
+            return Err(match error {
+                Verify::Mismatch(detail) => self.mismatch(detail),
+                Verify::Download(detail) => ApplyError::Download {
+                    url: self.url.to_owned(),
+                    detail,
+                },
+            });
+        }
+        progress(&format!(
+            "verified {}: {}",
+            self.image.name,
+            self.digest.unwrap_or("glance hash")
+        ));
+        Ok(id)
+    }
+
+    /// Steward downloads to a temporary file, hashing on the way (constant memory), refuses a
+    /// mismatch before anything exists in Glance, then streams the file into a new image and
+    /// checks the sha512 Glance computed over what it stored.
+    async fn upload(&self, progress: &mut impl FnMut(&str)) -> Result<String, ApplyError> {
+        use tokio::io::AsyncWriteExt as _;
+        let download = |detail: String| ApplyError::Download {
+            url: self.url.to_owned(),
+            detail,
+        };
+        let temp = tempfile::Builder::new()
+            .prefix("steward-image-")
+            .tempfile()
+            .map_err(|e| download(e.to_string()))?;
+        let mut response = self
+            .http
+            .get(self.url)
+            .send()
+            .await
+            .map_err(|e| download(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(download(format!("HTTP {}", response.status().as_u16())));
+        }
+        let bar = self.bar(response.content_length(), "download");
+        let mut file =
+            tokio::fs::File::from_std(temp.reopen().map_err(|e| download(e.to_string()))?);
+        let (mut sha256, mut sha512, mut bytes) = (Sha256::new(), Sha512::new(), 0u64);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| download(e.to_string()))?
+        {
+            sha256.update(&chunk);
+            sha512.update(&chunk);
+            bytes += chunk.len() as u64;
+            bar.inc(chunk.len() as u64);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| download(e.to_string()))?;
+        }
+        file.flush().await.map_err(|e| download(e.to_string()))?;
+        bar.finish_and_clear();
+        let (sha256, sha512) = (hex(&sha256.finalize()), hex(&sha512.finalize()));
+        if let Some(expected) = self.digest {
+            let (algorithm, want) = expected.split_once(':').unwrap_or(("", expected));
+            let got = match algorithm {
+                "sha256" => &sha256,
+                "sha512" => &sha512,
+                other => return Err(self.mismatch(format!("cannot verify a {other} digest"))),
+            };
+            if got != want {
+                return Err(
+                    self.mismatch(format!("upstream {algorithm} is {got}, expected {want}"))
+                );
+            }
+        }
+        progress(&format!(
+            "downloaded and verified {} ({bytes} bytes)",
+            self.url
+        ));
+        let id = self.cloud.create_image(self.image).await?;
+        progress(&format!(
+            "created {} ({}) as {id}, private until verified",
+            self.image.name, self.version
+        ));
+        let reader = tokio::fs::File::open(temp.path())
+            .await
+            .map_err(|e| download(e.to_string()))?;
+        let bar = self.bar(Some(bytes), "upload");
+        if let Err(e) = self
+            .cloud
+            .upload_image_data(&id, bar.wrap_async_read(reader))
+            .await
+        {
+            let _ = self.cloud.delete_image(&id).await;
+            return Err(e.into());
+        }
+        bar.finish_and_clear();
+        let image = wait_active(
+            self.cloud,
+            &id,
+            self.image.name,
+            self.options.import_timeout,
+        )
+        .await?;
+        if image.os_hash_algo.as_deref() == Some("sha512")
+            && image.os_hash_value.as_deref() != Some(sha512.as_str())
+        {
+            let _ = self.cloud.delete_image(&id).await;
+            return Err(
+                self.mismatch("Glance stored different bytes than were uploaded".to_owned())
+            );
+        }
+        progress(&format!("uploaded {} to {id}", self.image.name));
+        Ok(id)
+    }
+
+    fn bar(&self, length: Option<u64>, what: &str) -> indicatif::ProgressBar {
+        if !self.options.progress_bars {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(format!("{what} {}", self.image.name));
+        bar
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn wait_active(
@@ -263,7 +453,6 @@ async fn verify(
         sha512.update(&chunk);
         bytes += chunk.len() as u64;
     }
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let (sha256, sha512) = (hex(&sha256.finalize()), hex(&sha512.finalize()));
     if let Some(expected) = expected {
         let (algorithm, want) = expected.split_once(':').unwrap_or(("", expected));

@@ -362,3 +362,125 @@ async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
         cloud.delete_image(&image.id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_upload_verifies_before_creating_and_survives_a_kill() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let name = format!("Steward Upload {}", std::process::id());
+    let upstream = Upstream::start();
+    let work = tempfile::tempdir().unwrap();
+
+    // A lying checksum file: refused before anything exists in Glance.
+    upstream.publish("lie", &[7u8; 200_000], true);
+    let lie = work.path().join("lie.yml");
+    std::fs::write(
+        &lie,
+        definition(
+            &format!("{name} lie"),
+            &upstream.url("lie", "test.img"),
+            &upstream.url("lie", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    let refused = steward(
+        &[
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "upload",
+        ],
+        &lie,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("checksum mismatch"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !text(&refused).contains("created"),
+        "nothing was created: {}",
+        text(&refused)
+    );
+    assert!(mine(&cloud, &format!("{name} lie")).await.is_empty());
+
+    // A large image (the upload takes seconds, so the kill lands inside it even on a busy
+    // machine): SIGKILL once its Glance image exists (download and verification are done, the
+    // upload is under way), then let the next run finish.
+    let bytes: Vec<u8> = (0..256 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
+        .collect();
+    upstream.publish("big", &bytes, false);
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &name,
+            &upstream.url("big", "test.img"),
+            &upstream.url("big", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "upload",
+        ])
+        .arg(&defs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while mine(&cloud, &name).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never created its image"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = mine(&cloud, &name).await;
+    assert_eq!(left.len(), 1);
+    assert!(
+        !left[0].properties.contains_key("steward_verified"),
+        "{:?}",
+        left[0]
+    );
+    assert_ne!(left[0].visibility, "public");
+
+    let again = steward(
+        &[
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "upload",
+        ],
+        &defs,
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("uploaded"), "{}", text(&again));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_ne!(images[0].id, left[0].id);
+    assert_eq!(
+        (images[0].status.as_str(), images[0].visibility.as_str()),
+        ("active", "public")
+    );
+    assert_eq!(images[0].size, Some(bytes.len() as u64));
+    assert!(images[0].properties.contains_key("steward_verified"));
+    for image in images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+}

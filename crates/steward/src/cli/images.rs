@@ -59,6 +59,10 @@ pub(crate) enum ImagesCommand {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// How image data gets into Glance: `auto` (web-download, falling back to a streamed
+        /// upload when Glance cannot import), `web-download`, or `upload`.
+        #[arg(long, value_enum, default_value_t = ImportMethodArg::Auto)]
+        import_method: ImportMethodArg,
     },
     /// Ask every upstream what it offers now: the newest version (is the definition behind?),
     /// and what blocks a verifiable automated import (no checksum file, only md5, no stable
@@ -71,6 +75,17 @@ pub(crate) enum ImagesCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+}
+
+/// `--import-method` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ImportMethodArg {
+    /// Web-download, falling back to upload.
+    Auto,
+    /// Glance downloads the upstream.
+    WebDownload,
+    /// Steward downloads, verifies and streams the data to Glance.
+    Upload,
 }
 
 impl ImagesCommand {
@@ -86,7 +101,8 @@ impl ImagesCommand {
                 path,
                 os_cloud,
                 dry_run,
-            } => apply(&path, &os_cloud, dry_run).await,
+                import_method,
+            } => apply(&path, &os_cloud, dry_run, import_method).await,
             Self::Plan {
                 path,
                 os_cloud,
@@ -272,8 +288,15 @@ async fn plan(
     })
 }
 
-async fn apply(path: &Path, os_cloud: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn apply(
+    path: &Path,
+    os_cloud: &str,
+    dry_run: bool,
+    method: ImportMethodArg,
+) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
+    use std::io::IsTerminal as _;
+    use steward_images::apply::{ApplyOptions, ImportMethod};
     let planned = Planned::new(path, os_cloud).await?;
     output::print(&planned.text())?;
     if dry_run {
@@ -286,11 +309,18 @@ async fn apply(path: &Path, os_cloud: &str, dry_run: bool) -> anyhow::Result<Exi
         actions,
         blocked,
     } = planned;
-    steward_images::apply::apply(&cloud, &http, &actions, Default::default(), |line| {
-        eprintln!("{line}")
-    })
-    .await
-    .context("applying the plan")?;
+    let options = ApplyOptions {
+        method: match method {
+            ImportMethodArg::Auto => ImportMethod::Auto,
+            ImportMethodArg::WebDownload => ImportMethod::WebDownload,
+            ImportMethodArg::Upload => ImportMethod::Upload,
+        },
+        progress_bars: std::io::stderr().is_terminal(),
+        ..ApplyOptions::default()
+    };
+    steward_images::apply::apply(&cloud, &http, &actions, options, |line| eprintln!("{line}"))
+        .await
+        .context("applying the plan")?;
     if blocked.is_empty() {
         eprintln!("applied {} action(s)", actions.len());
         Ok(ExitCode::SUCCESS)
