@@ -75,6 +75,8 @@ pub struct ApplyOptions {
     pub method: ImportMethod,
     /// Show progress bars (when stderr is a terminal).
     pub progress_bars: bool,
+    /// Accept md5 digests (weak; only for upstreams that publish nothing better).
+    pub allow_md5: bool,
 }
 
 impl Default for ApplyOptions {
@@ -83,6 +85,7 @@ impl Default for ApplyOptions {
             import_timeout: Duration::from_secs(1800),
             method: ImportMethod::Auto,
             progress_bars: false,
+            allow_md5: false,
         }
     }
 }
@@ -254,7 +257,15 @@ impl Import<'_> {
         )
         .await?;
         progress(&format!("imported {}", self.url));
-        if let Err(error) = verify(self.http, self.url, self.digest, &image).await {
+        if let Err(error) = verify(
+            self.http,
+            self.url,
+            self.digest,
+            &image,
+            self.options.allow_md5,
+        )
+        .await
+        {
             let _ = self.cloud.delete_image(&id).await;
             return Err(match error {
                 Verify::Mismatch(detail) => self.mismatch(detail),
@@ -297,15 +308,13 @@ impl Import<'_> {
         let bar = self.bar(response.content_length(), "download");
         let mut file =
             tokio::fs::File::from_std(temp.reopen().map_err(|e| download(e.to_string()))?);
-        let (mut sha256, mut sha512, mut bytes) = (Sha256::new(), Sha512::new(), 0u64);
+        let mut hashes = Hashes::new(self.options.allow_md5);
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| download(e.to_string()))?
         {
-            sha256.update(&chunk);
-            sha512.update(&chunk);
-            bytes += chunk.len() as u64;
+            hashes.update(&chunk);
             bar.inc(chunk.len() as u64);
             file.write_all(&chunk)
                 .await
@@ -313,20 +322,11 @@ impl Import<'_> {
         }
         file.flush().await.map_err(|e| download(e.to_string()))?;
         bar.finish_and_clear();
-        let (sha256, sha512) = (hex(&sha256.finalize()), hex(&sha512.finalize()));
-        if let Some(expected) = self.digest {
-            let (algorithm, want) = expected.split_once(':').unwrap_or(("", expected));
-            let got = match algorithm {
-                "sha256" => &sha256,
-                "sha512" => &sha512,
-                other => return Err(self.mismatch(format!("cannot verify a {other} digest"))),
-            };
-            if got != want {
-                return Err(
-                    self.mismatch(format!("upstream {algorithm} is {got}, expected {want}"))
-                );
-            }
-        }
+        let digests = hashes.finish();
+        digests
+            .check(self.digest)
+            .map_err(|detail| self.mismatch(detail))?;
+        let (bytes, sha512) = (digests.bytes, digests.sha512);
         progress(&format!(
             "downloaded and verified {} ({bytes} bytes)",
             self.url
@@ -423,12 +423,83 @@ enum Verify {
     Download(String),
 }
 
+/// The digests of one stream: sha256 and sha512 always, md5 only when allowed.
+struct Hashes {
+    sha256: Sha256,
+    sha512: Sha512,
+    md5: Option<md5::Md5>,
+    bytes: u64,
+}
+
+/// Finished digests, as lower-case hex.
+struct Digests {
+    sha256: String,
+    sha512: String,
+    md5: Option<String>,
+    bytes: u64,
+}
+
+impl Hashes {
+    fn new(allow_md5: bool) -> Self {
+        Self {
+            sha256: Sha256::new(),
+            sha512: Sha512::new(),
+            md5: allow_md5.then(md5::Md5::new),
+            bytes: 0,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.sha256.update(chunk);
+        self.sha512.update(chunk);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(chunk);
+        }
+        self.bytes += chunk.len() as u64;
+    }
+
+    fn finish(self) -> Digests {
+        Digests {
+            sha256: hex(&self.sha256.finalize()),
+            sha512: hex(&self.sha512.finalize()),
+            md5: self.md5.map(|m| hex(&m.finalize())),
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl Digests {
+    /// Checks the expected `<algorithm>:<hex>`; md5 only when it was computed (allowed).
+    fn check(&self, expected: Option<&str>) -> Result<(), String> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let (algorithm, want) = expected.split_once(':').unwrap_or(("", expected));
+        let got = match algorithm {
+            "sha256" => &self.sha256,
+            "sha512" => &self.sha512,
+            "md5" if self.md5.is_some() => self.md5.as_ref().map_or(&self.sha256, |m| m),
+            other => {
+                return Err(format!(
+                    "cannot verify a {other} digest (md5 needs --allow-md5)"
+                ));
+            }
+        };
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("upstream {algorithm} is {got}, expected {want}"))
+        }
+    }
+}
+
 /// Streams `url` once and checks it against the expected digest and Glance's sha512.
 async fn verify(
     http: &reqwest::Client,
     url: &str,
     expected: Option<&str>,
     image: &steward_cloud::ImageRecord,
+    allow_md5: bool,
 ) -> Result<(), Verify> {
     let mut response = http
         .get(url)
@@ -441,43 +512,30 @@ async fn verify(
             response.status().as_u16()
         )));
     }
-    let mut sha256 = Sha256::new();
-    let mut sha512 = Sha512::new();
-    let mut bytes = 0u64;
+    let mut hashes = Hashes::new(allow_md5);
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| Verify::Download(e.to_string()))?
     {
-        sha256.update(&chunk);
-        sha512.update(&chunk);
-        bytes += chunk.len() as u64;
+        hashes.update(&chunk);
     }
-    let (sha256, sha512) = (hex(&sha256.finalize()), hex(&sha512.finalize()));
-    if let Some(expected) = expected {
-        let (algorithm, want) = expected.split_once(':').unwrap_or(("", expected));
-        let got = match algorithm {
-            "sha256" => &sha256,
-            "sha512" => &sha512,
-            other => return Err(Verify::Mismatch(format!("cannot verify a {other} digest"))),
-        };
-        if got != want {
-            return Err(Verify::Mismatch(format!(
-                "upstream {algorithm} is {got}, expected {want}"
-            )));
-        }
-    }
+    let digests = hashes.finish();
+    digests.check(expected).map_err(Verify::Mismatch)?;
     if image.os_hash_algo.as_deref() == Some("sha512")
-        && image.os_hash_value.as_deref().is_some_and(|v| v != sha512)
+        && image
+            .os_hash_value
+            .as_deref()
+            .is_some_and(|v| v != digests.sha512)
     {
         return Err(Verify::Mismatch(
             "Glance stored different bytes than the upstream serves".to_owned(),
         ));
     }
-    if image.size.is_some_and(|s| s != bytes) {
+    if image.size.is_some_and(|s| s != digests.bytes) {
         return Err(Verify::Mismatch(format!(
-            "Glance stored {:?} bytes, upstream served {bytes}",
-            image.size
+            "Glance stored {:?} bytes, upstream served {}",
+            image.size, digests.bytes
         )));
     }
     Ok(())

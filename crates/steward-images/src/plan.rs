@@ -503,6 +503,7 @@ mod tests;
 pub async fn resolve_all<'a>(
     client: &reqwest::Client,
     definitions: &'a [ImageDefinition],
+    allow_md5: bool,
 ) -> (Vec<Desired<'a>>, Vec<String>) {
     let mut desired = Vec::new();
     let mut blocked = Vec::new();
@@ -510,7 +511,13 @@ pub async fn resolve_all<'a>(
         let mut versions = Vec::new();
         let mut ok = true;
         for (index, v) in def.versions.iter().enumerate() {
-            let r = crate::upstream::resolve_version(client, &v.value).await;
+            let mut r = crate::upstream::resolve_version(client, &v.value).await;
+            // md5 only with the explicit opt-in (and the warning the CLI prints); sha1 never.
+            if allow_md5 {
+                r.problems.retain(|p| {
+                    !matches!(p, crate::upstream::UpstreamProblem::WeakChecksumOnly { algorithm } if algorithm == "md5")
+                });
+            }
             let version = if v.value.version.value == "latest" {
                 r.build_date.map(|d| d.format("%Y%m%d").to_string())
             } else {

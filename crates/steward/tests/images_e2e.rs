@@ -484,3 +484,68 @@ async fn streamed_upload_verifies_before_creating_and_survives_a_kill() {
         cloud.delete_image(&image.id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_only_upstreams_need_the_explicit_opt_in() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let name = format!("Steward MD5 {}", std::process::id());
+    let upstream = Upstream::start();
+    let bytes = [9u8; 150_000];
+    let folder = upstream.dir.path().join("md5");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("test.img"), bytes).unwrap();
+    let md5 = Command::new("md5sum")
+        .arg(folder.join("test.img"))
+        .output()
+        .unwrap();
+    let md5 = String::from_utf8_lossy(&md5.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(folder.join("MD5SUMS"), format!("{md5}  test.img\n")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &name,
+            &upstream.url("md5", "test.img"),
+            &upstream.url("md5", "MD5SUMS"),
+        ),
+    )
+    .unwrap();
+
+    let plain = steward(
+        &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+        &defs,
+    );
+    assert_eq!(plain.status.code(), Some(1), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("? ") && text(&plain).contains("md5"),
+        "{}",
+        text(&plain)
+    );
+
+    let allowed = steward(
+        &["images", "apply", "--os-cloud", &os_cloud, "--allow-md5"],
+        &defs,
+    );
+    assert!(allowed.status.success(), "{}", text(&allowed));
+    assert!(
+        text(&allowed).contains("warning: --allow-md5"),
+        "{}",
+        text(&allowed)
+    );
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        images[0].properties["steward_verified"],
+        format!("md5:{md5}")
+    );
+    for image in images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+}

@@ -430,3 +430,34 @@ fn an_import_that_was_never_verified_is_redone_not_published() {
         "never made public unverified"
     );
 }
+
+#[test]
+fn plan_output_snapshots() {
+    // Empty cloud, then a new generation with a hand change on the current image.
+    let def = definition(true, "last-2", false, &["20261001"]);
+    let first = plan(
+        &[Desired {
+            definition: &def,
+            versions: resolved(&def),
+        }],
+        &[],
+        today(),
+    );
+    insta::assert_snapshot!("plan_create", render(&first));
+    let mut cloud = Vec::new();
+    run(&def, &mut cloud);
+    cloud[0]
+        .properties
+        .insert("os_distro".to_owned(), "debian".to_owned());
+    let def = definition(true, "last-2", false, &["20261001", "20261010"]);
+    let rotation = plan(
+        &[Desired {
+            definition: &def,
+            versions: resolved(&def),
+        }],
+        &cloud,
+        today(),
+    );
+    insta::assert_snapshot!("plan_rotation", render(&rotation));
+    insta::assert_json_snapshot!("plan_rotation_json", rotation);
+}

@@ -42,6 +42,9 @@ pub(crate) enum ImagesCommand {
         /// Exit 1 when the plan is not empty.
         #[arg(long)]
         check: bool,
+        /// Accept md5 digests for upstreams that publish nothing better (a warning is printed).
+        #[arg(long)]
+        allow_md5: bool,
         /// Output format.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
@@ -59,6 +62,9 @@ pub(crate) enum ImagesCommand {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Accept md5 digests for upstreams that publish nothing better (a warning is printed).
+        #[arg(long)]
+        allow_md5: bool,
         /// How image data gets into Glance: `auto` (web-download, falling back to a streamed
         /// upload when Glance cannot import), `web-download`, or `upload`.
         #[arg(long, value_enum, default_value_t = ImportMethodArg::Auto)]
@@ -101,14 +107,16 @@ impl ImagesCommand {
                 path,
                 os_cloud,
                 dry_run,
+                allow_md5,
                 import_method,
-            } => apply(&path, &os_cloud, dry_run, import_method).await,
+            } => apply(&path, &os_cloud, dry_run, allow_md5, import_method).await,
             Self::Plan {
                 path,
                 os_cloud,
                 check,
+                allow_md5,
                 output,
-            } => plan(&path, &os_cloud, check, output).await,
+            } => plan(&path, &os_cloud, check, allow_md5, output).await,
         }
     }
 }
@@ -232,7 +240,13 @@ struct Planned {
 }
 
 impl Planned {
-    async fn new(path: &Path, os_cloud: &str) -> anyhow::Result<Self> {
+    async fn new(path: &Path, os_cloud: &str, allow_md5: bool) -> anyhow::Result<Self> {
+        if allow_md5 {
+            eprintln!(
+                "warning: --allow-md5: md5 digests are accepted; md5 is not collision-resistant, \
+                 ask those upstreams for sha256 or sha512 (steward images outdated lists them)"
+            );
+        }
         use anyhow::Context as _;
         let definitions = load_valid(path)?;
         let cloud = steward_cloud::Cloud::connect(os_cloud, None)
@@ -240,7 +254,8 @@ impl Planned {
             .with_context(|| format!("connecting to cloud {os_cloud}"))?;
         let images = cloud.images().await.context("listing images")?;
         let http = steward_images::upstream::client();
-        let (desired, blocked) = steward_images::plan::resolve_all(&http, &definitions).await;
+        let (desired, blocked) =
+            steward_images::plan::resolve_all(&http, &definitions, allow_md5).await;
         let today = chrono::Utc::now().date_naive();
         let actions = steward_images::plan::plan(&desired, &images, today);
         Ok(Self {
@@ -265,9 +280,10 @@ async fn plan(
     path: &Path,
     os_cloud: &str,
     check: bool,
+    allow_md5: bool,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let planned = Planned::new(path, os_cloud).await?;
+    let planned = Planned::new(path, os_cloud, allow_md5).await?;
     match output {
         Format::Json => output::json(
             &serde_json::json!({ "actions": planned.actions, "blocked": planned.blocked }),
@@ -292,12 +308,13 @@ async fn apply(
     path: &Path,
     os_cloud: &str,
     dry_run: bool,
+    allow_md5: bool,
     method: ImportMethodArg,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use std::io::IsTerminal as _;
     use steward_images::apply::{ApplyOptions, ImportMethod};
-    let planned = Planned::new(path, os_cloud).await?;
+    let planned = Planned::new(path, os_cloud, allow_md5).await?;
     output::print(&planned.text())?;
     if dry_run {
         eprintln!("dry run: nothing was changed");
@@ -316,6 +333,7 @@ async fn apply(
             ImportMethodArg::Upload => ImportMethod::Upload,
         },
         progress_bars: std::io::stderr().is_terminal(),
+        allow_md5,
         ..ApplyOptions::default()
     };
     steward_images::apply::apply(&cloud, &http, &actions, options, |line| eprintln!("{line}"))
