@@ -549,3 +549,82 @@ async fn md5_only_upstreams_need_the_explicit_opt_in() {
         cloud.delete_image(&image.id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_checksum_file_format_verifies_an_import() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let base = format!("Steward Formats {}", std::process::id());
+    let upstream = Upstream::start();
+    let root = upstream.dir.path();
+    let sha256 = |b: &[u8]| -> String {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let sha512 = |b: &[u8]| -> String {
+        sha2::Sha512::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let mut yaml = String::from("images:\n");
+    // (folder, image file, checksum file, its text, which key names it)
+    type Sums = Box<dyn Fn(&[u8]) -> String>;
+    let cases: Vec<(&str, &str, String, Sums, &str)> = vec![
+        (
+            "bsd",
+            "disk.img",
+            "CHECKSUM".to_owned(),
+            Box::new(move |b| format!("SHA512 (disk.img) = {}\n", sha512(b))),
+            "checksums_url",
+        ),
+        (
+            "bare",
+            "disk.img",
+            "disk.img.sha256".to_owned(),
+            Box::new(move |b| format!("{}\n", sha256(b))),
+            "checksum_url",
+        ),
+        (
+            "osism",
+            "ubuntu-2404-kube-v1.33.4.qcow2",
+            "ubuntu-2404-kube-v1.33.4.qcow2.CHECKSUM".to_owned(),
+            Box::new(move |b| format!("{}  ubuntu-2404-kube-v1.33.4.qcow2\n", sha256(b))),
+            "checksums_url",
+        ),
+    ];
+    for (i, (folder, file, sums, text, key)) in cases.iter().enumerate() {
+        let bytes = vec![i as u8 + 10; 120_000 + i * 1000];
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        std::fs::write(root.join(folder).join(file), &bytes).unwrap();
+        std::fs::write(root.join(folder).join(sums), text(&bytes)).unwrap();
+        let one = definition(
+            &format!("{base} {folder}"),
+            &upstream.url(folder, file),
+            &upstream.url(folder, sums),
+        );
+        let one = one.replace("checksums_url:", &format!("{key}:"));
+        yaml.push_str(one.strip_prefix("images:\n").unwrap());
+    }
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(&defs, yaml).unwrap();
+    let applied = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(applied.status.success(), "{}", text(&applied));
+    for (folder, ..) in &cases {
+        let images = mine(&cloud, &format!("{base} {folder}")).await;
+        assert_eq!(images.len(), 1, "{folder}: {}", text(&applied));
+        let verified = &images[0].properties["steward_verified"];
+        let algorithm = if *folder == "bsd" {
+            "sha512:"
+        } else {
+            "sha256:"
+        };
+        assert!(verified.starts_with(algorithm), "{folder}: {verified}");
+        assert_eq!(images[0].status, "active");
+        cloud.delete_image(&images[0].id).await.unwrap();
+    }
+}
