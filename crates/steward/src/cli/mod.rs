@@ -11,19 +11,30 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigSource};
 
+const EXAMPLES: &str = "Examples:
+  steward meter serve                             ingest on the embedded defaults
+  steward meter report --period 2026-10 -o json   usage report for October
+  steward images validate images/                 check image definitions
+  steward images plan --os-cloud prod --check     what apply would change (exit 1 if anything)
+  steward config check /etc/steward/steward.yaml  validate a configuration file";
+
 /// Steward: operator software for Sovereign Cloud Stack (SCS) OpenStack clouds.
 ///
 /// Metering for billing that never loses usage: `steward meter serve` consumes OpenStack
 /// notifications from RabbitMQ and Ceilometer's HTTP publisher and stores every one durably and
-/// exactly once. With no configuration it runs on an embedded SQLite store
-/// (./steward-data/steward.db), listens on 127.0.0.1:8788 and consumes from
-/// amqp://guest:guest@127.0.0.1:5672/.
+/// exactly once; `steward meter report` turns them into usage per project and product. With no
+/// configuration it runs on an embedded SQLite store (./steward-data/steward.db), listens on
+/// 127.0.0.1:8788 and consumes from amqp://guest:guest@127.0.0.1:5672/.
+///
+/// Image management: `steward images` keeps Glance images current, verified and labelled per
+/// SCS-0102 from osism openstack-image-manager definitions.
 #[derive(Debug, Parser)]
 #[command(
     name = "steward",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     /// Configuration file (YAML). Without one, every setting has its default.
@@ -42,10 +53,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Metering: ingest service, status, quarantine.
+    /// Metering: the ingest service, its status, quarantine and gaps, usage reports.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
-    /// Image management: validate image definitions.
+    /// Image management: validate definitions, check upstreams, plan and apply to Glance.
     #[command(subcommand)]
     Images(images::ImagesCommand),
     /// Configuration: validate a file.
