@@ -64,6 +64,52 @@ pub enum CloudError {
     },
 }
 
+/// Attempts of an idempotent call (list, get, patch, delete, deactivate) before giving up.
+const ATTEMPTS: u32 = 3;
+
+/// Whether an API error is worth retrying: a 5xx answer or a failed connection.
+fn transient(error: &openstack_sdk::api::ApiError<openstack_sdk::RestError>) -> bool {
+    use openstack_sdk::api::ApiError;
+    match error {
+        ApiError::OpenStack { status, .. } | ApiError::OpenStackService { status, .. } => {
+            status.is_server_error()
+        }
+        ApiError::Client { source } => {
+            matches!(source, openstack_sdk::RestError::Communication { .. })
+        }
+        _ => false,
+    }
+}
+
+/// Runs an idempotent call, retrying transient failures (500 ms, then 1 s); never use it for
+/// calls that create something, where a retry could create it twice.
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<T, openstack_sdk::api::ApiError<openstack_sdk::RestError>>,
+        >,
+{
+    let mut delay = std::time::Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if attempt < ATTEMPTS && transient(&error) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(CloudError::Api {
+                    what: what.to_owned(),
+                    source: error.into(),
+                });
+            }
+        }
+    }
+}
+
 /// An image as Steward reads it from Glance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageRecord {
@@ -259,13 +305,9 @@ impl Cloud {
                 .os_hidden(hidden)
                 .build()
                 .map_err(|_| CloudError::Request("image list".to_owned()))?;
-            let images: Vec<Value> = paged(endpoint, Pagination::All)
-                .query_async(&self.session)
-                .await
-                .map_err(|e| CloudError::Api {
-                    what: "listing images".to_owned(),
-                    source: e.into(),
-                })?;
+            let pager = paged(endpoint, Pagination::All);
+            let images: Vec<Value> =
+                retrying("listing images", || pager.query_async(&self.session)).await?;
             for value in &images {
                 let record =
                     ImageRecord::from_json(value).ok_or_else(|| CloudError::Unexpected {
@@ -338,13 +380,11 @@ impl Cloud {
             .patch(patch)
             .build()
             .map_err(|_| CloudError::Request("image patch".to_owned()))?;
-        ignore(endpoint)
-            .query_async(&self.session)
-            .await
-            .map_err(|e| CloudError::Api {
-                what: format!("updating image {id}"),
-                source: e.into(),
-            })
+        let call = ignore(endpoint);
+        retrying(&format!("updating image {id}"), || {
+            call.query_async(&self.session)
+        })
+        .await
     }
 
     /// Starts a web-download import of `uri` into a queued image.
@@ -426,13 +466,11 @@ impl Cloud {
             .id(id)
             .build()
             .map_err(|_| CloudError::Request("image deactivate".to_owned()))?;
-        ignore(endpoint)
-            .query_async(&self.session)
-            .await
-            .map_err(|e| CloudError::Api {
-                what: format!("deactivating image {id}"),
-                source: e.into(),
-            })
+        let call = ignore(endpoint);
+        retrying(&format!("deactivating image {id}"), || {
+            call.query_async(&self.session)
+        })
+        .await
     }
 
     /// Deletes an image.
@@ -441,19 +479,67 @@ impl Cloud {
             .id(id)
             .build()
             .map_err(|_| CloudError::Request("image delete".to_owned()))?;
-        ignore(endpoint)
-            .query_async(&self.session)
-            .await
-            .map_err(|e| CloudError::Api {
-                what: format!("deleting image {id}"),
-                source: e.into(),
-            })
+        let call = ignore(endpoint);
+        retrying(&format!("deleting image {id}"), || {
+            call.query_async(&self.session)
+        })
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ImageRecord;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use openstack_sdk::api::ApiError;
+
+    use super::{ImageRecord, retrying};
+
+    fn server_error(status: u16) -> ApiError<openstack_sdk::RestError> {
+        ApiError::OpenStack {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            uri: "http://127.0.0.1:9292/v2/images".parse().unwrap(),
+            msg: "database is locked".to_owned(),
+            req_id: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_and_others_are_not() {
+        let calls = AtomicU32::new(0);
+        let ok: u32 = retrying("listing images", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(server_error(503)),
+                n => Ok(n),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((ok, calls.load(Ordering::SeqCst)), (2, 3));
+
+        let calls = AtomicU32::new(0);
+        let err = retrying::<(), _, _>("reading image", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(ApiError::ResourceNotFound)
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not transient: no retry");
+        assert!(err.to_string().contains("reading image"));
+
+        let calls = AtomicU32::new(0);
+        let _ = retrying::<(), _, _>("deleting image", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(server_error(502))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "gives up after three attempts"
+        );
+    }
 
     #[test]
     fn glance_images_are_split_into_core_fields_and_properties() {
