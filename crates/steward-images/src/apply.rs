@@ -238,14 +238,23 @@ impl Import<'_> {
         }
     }
 
-    /// Glance fetches the upstream; Steward verifies by downloading it once more.
-    async fn web_download(&self, progress: &mut impl FnMut(&str)) -> Result<String, ApplyError> {
+    /// Creates the private image, has `send` put its data in (deleting the image if that
+    /// fails), and waits until Glance has stored it.
+    async fn receive<F, Fut>(
+        &self,
+        progress: &mut impl FnMut(&str),
+        send: F,
+    ) -> Result<(String, steward_cloud::ImageRecord), ApplyError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), steward_cloud::CloudError>>,
+    {
         let id = self.cloud.create_image(self.image).await?;
         progress(&format!(
             "created {} ({}) as {id}, private until verified",
             self.image.name, self.version
         ));
-        if let Err(e) = self.cloud.import_web_download(&id, self.url).await {
+        if let Err(e) = send(id.clone()).await {
             let _ = self.cloud.delete_image(&id).await;
             return Err(e.into());
         }
@@ -256,6 +265,23 @@ impl Import<'_> {
             self.options.import_timeout,
         )
         .await?;
+        Ok((id, image))
+    }
+
+    /// Deletes an image whose content did not verify and returns the error to report.
+    async fn reject(&self, id: &str, error: ApplyError) -> ApplyError {
+        let _ = self.cloud.delete_image(id).await;
+        error
+    }
+
+    /// Glance fetches the upstream; Steward verifies by downloading it once more.
+    async fn web_download(&self, progress: &mut impl FnMut(&str)) -> Result<String, ApplyError> {
+        let cloud = self.cloud;
+        let (id, image) = self
+            .receive(progress, |id| async move {
+                cloud.import_web_download(&id, self.url).await
+            })
+            .await?;
         progress(&format!("imported {}", self.url));
         if let Err(error) = verify(
             self.http,
@@ -266,14 +292,14 @@ impl Import<'_> {
         )
         .await
         {
-            let _ = self.cloud.delete_image(&id).await;
-            return Err(match error {
+            let error = match error {
                 Verify::Mismatch(detail) => self.mismatch(detail),
                 Verify::Download(detail) => ApplyError::Download {
                     url: self.url.to_owned(),
                     detail,
                 },
-            });
+            };
+            return Err(self.reject(&id, error).await);
         }
         progress(&format!(
             "verified {}: {}",
@@ -326,43 +352,24 @@ impl Import<'_> {
         digests
             .check(self.digest)
             .map_err(|detail| self.mismatch(detail))?;
-        let (bytes, sha512) = (digests.bytes, digests.sha512);
+        let bytes = digests.bytes;
         progress(&format!(
             "downloaded and verified {} ({bytes} bytes)",
             self.url
-        ));
-        let id = self.cloud.create_image(self.image).await?;
-        progress(&format!(
-            "created {} ({}) as {id}, private until verified",
-            self.image.name, self.version
         ));
         let reader = tokio::fs::File::open(temp.path())
             .await
             .map_err(|e| download(e.to_string()))?;
         let bar = self.bar(Some(bytes), "upload");
-        if let Err(e) = self
-            .cloud
-            .upload_image_data(&id, bar.wrap_async_read(reader))
-            .await
-        {
-            let _ = self.cloud.delete_image(&id).await;
-            return Err(e.into());
-        }
+        let (cloud, data) = (self.cloud, bar.wrap_async_read(reader));
+        let (id, image) = self
+            .receive(progress, |id| async move {
+                cloud.upload_image_data(&id, data).await
+            })
+            .await?;
         bar.finish_and_clear();
-        let image = wait_active(
-            self.cloud,
-            &id,
-            self.image.name,
-            self.options.import_timeout,
-        )
-        .await?;
-        if image.os_hash_algo.as_deref() == Some("sha512")
-            && image.os_hash_value.as_deref() != Some(sha512.as_str())
-        {
-            let _ = self.cloud.delete_image(&id).await;
-            return Err(
-                self.mismatch("Glance stored different bytes than were uploaded".to_owned())
-            );
+        if let Err(detail) = digests.matches_stored(&image) {
+            return Err(self.reject(&id, self.mismatch(detail)).await);
         }
         progress(&format!("uploaded {} to {id}", self.image.name));
         Ok(id)
@@ -491,6 +498,25 @@ impl Digests {
             Err(format!("upstream {algorithm} is {got}, expected {want}"))
         }
     }
+
+    /// Whether Glance stored exactly these bytes: its sha512 multihash and size agree.
+    fn matches_stored(&self, image: &steward_cloud::ImageRecord) -> Result<(), String> {
+        if image.os_hash_algo.as_deref() == Some("sha512")
+            && image
+                .os_hash_value
+                .as_deref()
+                .is_some_and(|v| v != self.sha512)
+        {
+            return Err("Glance stored different bytes than the upstream serves".to_owned());
+        }
+        if image.size.is_some_and(|s| s != self.bytes) {
+            return Err(format!(
+                "Glance stored {:?} bytes, upstream served {}",
+                image.size, self.bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Streams `url` once and checks it against the expected digest and Glance's sha512.
@@ -522,21 +548,6 @@ async fn verify(
     }
     let digests = hashes.finish();
     digests.check(expected).map_err(Verify::Mismatch)?;
-    if image.os_hash_algo.as_deref() == Some("sha512")
-        && image
-            .os_hash_value
-            .as_deref()
-            .is_some_and(|v| v != digests.sha512)
-    {
-        return Err(Verify::Mismatch(
-            "Glance stored different bytes than the upstream serves".to_owned(),
-        ));
-    }
-    if image.size.is_some_and(|s| s != digests.bytes) {
-        return Err(Verify::Mismatch(format!(
-            "Glance stored {:?} bytes, upstream served {}",
-            image.size, digests.bytes
-        )));
-    }
+    digests.matches_stored(image).map_err(Verify::Mismatch)?;
     Ok(())
 }

@@ -243,6 +243,24 @@ fn diff(image: &GlanceImage, t: &Target) -> Vec<Change> {
     changes
 }
 
+/// Adds one update (one PATCH) with every difference between `image` and `target`, if any.
+fn update_if_drifted(
+    actions: &mut Vec<Action>,
+    image: &GlanceImage,
+    target: &Target,
+    reason: String,
+) {
+    let changes = diff(image, target);
+    if !changes.is_empty() {
+        actions.push(Action::Update {
+            id: image.id.clone(),
+            name: image.name.clone(),
+            changes,
+            reason,
+        });
+    }
+}
+
 /// How many retired generations `uuid_validity` keeps (`usize::MAX` = all), today.
 fn kept_generations(uuid_validity: Option<&str>, today: NaiveDate) -> (usize, String) {
     match uuid_validity {
@@ -345,15 +363,12 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
             match find(v) {
                 Some(image) => {
                     in_use.insert(image.id.clone());
-                    let changes = diff(image, &t);
-                    if !changes.is_empty() {
-                        actions.push(Action::Update {
-                            id: image.id.clone(),
-                            name: image.name.clone(),
-                            changes,
-                            reason: "drift from the definition".to_owned(),
-                        });
-                    }
+                    update_if_drifted(
+                        &mut actions,
+                        image,
+                        &t,
+                        "drift from the definition".to_owned(),
+                    );
                 }
                 None => actions.push(Action::Create {
                     verified: t.properties.get(VERIFIED_PROPERTY).cloned(),
@@ -413,15 +428,12 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     tags: image.tags.clone(),
                     properties: props,
                 };
-                let changes = diff(image, &t);
-                if !changes.is_empty() {
-                    actions.push(Action::Update {
-                        id: image.id.clone(),
-                        name: image.name.clone(),
-                        changes,
-                        reason: format!("replaced by a newer version; {why}"),
-                    });
-                }
+                update_if_drifted(
+                    &mut actions,
+                    image,
+                    &t,
+                    format!("replaced by a newer version; {why}"),
+                );
             } else if def.keep == Some(true) {
                 if image.status != "deactivated" {
                     actions.push(Action::Deactivate {

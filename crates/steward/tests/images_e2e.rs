@@ -119,6 +119,65 @@ async fn mine(cloud: &Cloud, name: &str) -> Vec<ImageRecord> {
         .collect()
 }
 
+/// Runs `steward images apply --os-cloud … <extra> <defs>`, SIGKILLs it as soon as its image
+/// `name` exists in Glance (polling every `poll`, for at most `deadline`), checks that the
+/// leftover is unverified and not public, runs the same apply again, and checks that it left
+/// exactly one new, active, public, verified image. Returns that run's output and the image.
+async fn kill_mid_apply_then_finish(
+    cloud: &Cloud,
+    os_cloud: &str,
+    defs: &Path,
+    name: &str,
+    extra: &[&str],
+    poll: std::time::Duration,
+    deadline: std::time::Duration,
+) -> (String, ImageRecord) {
+    let mut args = vec!["images", "apply", "--os-cloud", os_cloud];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(&args)
+        .arg(defs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its image exists in Glance, before it could verify and publish it.
+    let until = std::time::Instant::now() + deadline;
+    while mine(cloud, name).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "apply never created its image"
+        );
+        tokio::time::sleep(poll).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = mine(cloud, name).await;
+    assert_eq!(left.len(), 1);
+    assert!(
+        !left[0].properties.contains_key("steward_verified"),
+        "killed before verification: {:?}",
+        left[0]
+    );
+    assert_ne!(
+        left[0].visibility, "public",
+        "an unverified image is never public"
+    );
+
+    let again = steward(&args, defs);
+    assert!(again.status.success(), "{}", text(&again));
+    let mut images = mine(cloud, name).await;
+    assert_eq!(images.len(), 1, "the leftover is gone: {images:?}");
+    let image = images.remove(0);
+    assert_ne!(image.id, left[0].id);
+    assert_eq!(
+        (image.status.as_str(), image.visibility.as_str()),
+        ("active", "public")
+    );
+    assert!(image.properties.contains_key("steward_verified"));
+    (text(&again), image)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
     let Some((os_cloud, cloud)) = cloud().await else {
@@ -304,51 +363,20 @@ async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
     )
     .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["images", "apply", "--os-cloud", &os_cloud])
-        .arg(&defs)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it as soon as its image exists in Glance, before it could verify and publish it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while mine(&cloud, &name).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never created its image"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = mine(&cloud, &name).await;
-    assert_eq!(left.len(), 1);
+    let (again, image) = kill_mid_apply_then_finish(
+        &cloud,
+        &os_cloud,
+        &defs,
+        &name,
+        &[],
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     assert!(
-        !left[0].properties.contains_key("steward_verified"),
-        "killed before verification: {:?}",
-        left[0]
+        again.contains("never verified") || again.contains("interrupted import"),
+        "{again}"
     );
-    assert_ne!(
-        left[0].visibility, "public",
-        "an unverified image is never public"
-    );
-
-    let again = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(
-        text(&again).contains("never verified") || text(&again).contains("interrupted import"),
-        "{}",
-        text(&again)
-    );
-    let images = mine(&cloud, &name).await;
-    assert_eq!(images.len(), 1, "the leftover is gone: {images:?}");
-    assert_ne!(images[0].id, left[0].id);
-    assert_eq!(
-        (images[0].status.as_str(), images[0].visibility.as_str()),
-        ("active", "public")
-    );
-    assert!(images[0].properties.contains_key("steward_verified"));
     assert_eq!(
         steward(
             &["images", "plan", "--os-cloud", &os_cloud, "--check"],
@@ -358,9 +386,7 @@ async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
         .code(),
         Some(0)
     );
-    for image in images {
-        cloud.delete_image(&image.id).await.unwrap();
-    }
+    cloud.delete_image(&image.id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,64 +451,19 @@ async fn streamed_upload_verifies_before_creating_and_survives_a_kill() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args([
-            "images",
-            "apply",
-            "--os-cloud",
-            &os_cloud,
-            "--import-method",
-            "upload",
-        ])
-        .arg(&defs)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while mine(&cloud, &name).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never created its image"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = mine(&cloud, &name).await;
-    assert_eq!(left.len(), 1);
-    assert!(
-        !left[0].properties.contains_key("steward_verified"),
-        "{:?}",
-        left[0]
-    );
-    assert_ne!(left[0].visibility, "public");
-
-    let again = steward(
-        &[
-            "images",
-            "apply",
-            "--os-cloud",
-            &os_cloud,
-            "--import-method",
-            "upload",
-        ],
+    let (again, image) = kill_mid_apply_then_finish(
+        &cloud,
+        &os_cloud,
         &defs,
-    );
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(text(&again).contains("uploaded"), "{}", text(&again));
-    let images = mine(&cloud, &name).await;
-    assert_eq!(images.len(), 1, "{images:?}");
-    assert_ne!(images[0].id, left[0].id);
-    assert_eq!(
-        (images[0].status.as_str(), images[0].visibility.as_str()),
-        ("active", "public")
-    );
-    assert_eq!(images[0].size, Some(bytes.len() as u64));
-    assert!(images[0].properties.contains_key("steward_verified"));
-    for image in images {
-        cloud.delete_image(&image.id).await.unwrap();
-    }
+        &name,
+        &["--import-method", "upload"],
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(120),
+    )
+    .await;
+    assert!(again.contains("uploaded"), "{again}");
+    assert_eq!(image.size, Some(bytes.len() as u64));
+    cloud.delete_image(&image.id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
