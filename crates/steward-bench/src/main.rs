@@ -549,6 +549,7 @@ async fn report(
                         emitted_at: None,
                         received_at: steward_meter::time::Instant(0),
                         body: "{}".to_owned(),
+                        scrubbed: None,
                     },
                     facts: resource_facts(r, per_resource),
                 })

@@ -51,6 +51,42 @@ pub struct MeterConfig {
     /// The product catalogue for usage reports; the SCS default when absent.
     #[serde(default)]
     pub products: Option<Vec<crate::usage::catalogue::Product>>,
+    /// Credential scrubbing of stored bodies.
+    #[serde(default)]
+    pub scrub: ScrubConfig,
+}
+
+/// `meter.scrub`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubConfig {
+    /// Object keys whose values are replaced before anything is stored, at any depth of a body
+    /// (compared ignoring ASCII case and a leading `_context_`). Replaces the default list
+    /// ([`crate::scrub::DEFAULT_KEYS`]: tokens, passwords and secrets), so list them all.
+    #[serde(default = "default_scrub_keys")]
+    pub keys: Vec<String>,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        Self {
+            keys: default_scrub_keys(),
+        }
+    }
+}
+
+impl ScrubConfig {
+    /// The scrubber for these keys.
+    pub fn scrubber(&self) -> crate::scrub::Scrubber {
+        crate::scrub::Scrubber::new(self.keys.iter().map(String::as_str))
+    }
+}
+
+fn default_scrub_keys() -> Vec<String> {
+    crate::scrub::DEFAULT_KEYS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect()
 }
 
 impl MeterConfig {

@@ -28,7 +28,9 @@
 //!                 "terminated_at": "2023-05-03T10:11:11.000000"},
 //! });
 //! let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": notification.to_string()});
-//! let decoded = decode_delivery(body.to_string().as_bytes(), "nova", "notifications.info", Instant::now());
+//! let scrubber = steward_meter::scrub::Scrubber::default();
+//! let decoded = decode_delivery(body.to_string().as_bytes(), "nova", "notifications.info",
+//!                               Instant::now(), &scrubber);
 //! let Decoded::Accepted(accepted) = decoded else { panic!("quarantined") };
 //! assert_eq!(accepted.record.dedup_key, "msg:m-1");
 //! assert_eq!(accepted.facts[0].semantic_key(), "instance/vm-1/deleted/1683108671");
@@ -43,6 +45,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod record;
 pub mod report;
+pub mod scrub;
 pub mod serve;
 pub mod store;
 pub mod time;

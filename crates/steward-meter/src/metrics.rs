@@ -87,5 +87,6 @@ pub(crate) fn record_outcome(batch: &Batch, outcome: &CommitOutcome) {
     metrics::counter!(COMMITTED, "source" => source).increment(outcome.records);
     metrics::counter!(DUPLICATES, "source" => source).increment(outcome.duplicates);
     metrics::counter!(FACTS, "source" => source).increment(outcome.facts);
-    metrics::counter!(QUARANTINED, "source" => source).increment(batch.quarantined.len() as u64);
+    metrics::counter!(QUARANTINED, "source" => source)
+        .increment((batch.quarantined.len() + outcome.rejected.len()) as u64);
 }

@@ -89,8 +89,12 @@ pub struct RawRecord {
     pub emitted_at: Option<Instant>,
     /// When Steward received it.
     pub received_at: Instant,
-    /// The input exactly as received (for a Ceilometer list, this item's own text).
+    /// The input as received (for a Ceilometer list, this item's own text), except that
+    /// credentials are scrubbed out of it (see [`crate::scrub`]).
     pub body: String,
+    /// The JSON paths whose values were scrubbed from `body`, comma-separated; `None` when the
+    /// body is exactly as received.
+    pub scrubbed: Option<String>,
 }
 
 /// A raw record and the facts derived from it, committed together.
@@ -120,6 +124,16 @@ pub struct Quarantined {
 }
 
 impl Quarantined {
+    /// `q` with credentials scrubbed textually out of its body (the body may not be JSON); the
+    /// reason says so when anything was scrubbed.
+    pub fn scrubbed(mut q: Quarantined, scrubber: &crate::scrub::Scrubber) -> Quarantined {
+        if scrubber.scrub_text(&mut q.body) {
+            q.reason
+                .push_str("; credentials were scrubbed from the body");
+        }
+        q
+    }
+
     /// Content digest: a redelivered copy of the same bad body is quarantined once.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();

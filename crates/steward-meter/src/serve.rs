@@ -82,6 +82,7 @@ pub async fn serve(
     let amqp_task = amqp_state.clone().map(|state| {
         let source = AmqpSource::new(
             config.amqp.clone(),
+            config.scrub.scrubber(),
             writer.clone(),
             store.clone(),
             state,
@@ -107,7 +108,12 @@ pub async fn serve(
     let heartbeat_task = if http.enabled {
         record_http_downtime(store.as_ref()).await;
         app = app.merge(
-            HttpIngest::new(writer.clone(), http.bearer_token.clone()).router(http.max_body_bytes),
+            HttpIngest::new(
+                writer.clone(),
+                http.bearer_token.clone(),
+                config.scrub.scrubber(),
+            )
+            .router(http.max_body_bytes),
         );
         Some(tokio::spawn(heartbeat(
             store.clone(),

@@ -59,20 +59,21 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    /// Every resource type.
+    pub const ALL: [Self; 8] = [
+        Self::Instance,
+        Self::Volume,
+        Self::Snapshot,
+        Self::Backup,
+        Self::Image,
+        Self::FloatingIp,
+        Self::Router,
+        Self::LoadBalancer,
+    ];
+
     /// Parses [`ResourceType::as_str`] back.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Instance,
-            Self::Volume,
-            Self::Snapshot,
-            Self::Backup,
-            Self::Image,
-            Self::FloatingIp,
-            Self::Router,
-            Self::LoadBalancer,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
     /// The stable name used in the store and in reports.
@@ -135,8 +136,8 @@ pub enum FactKind {
 }
 
 impl FactKind {
-    /// Parses [`FactKind::as_str`] back.
-    pub fn parse(s: &str) -> Option<Self> {
+    /// Every fact kind.
+    pub const ALL: [Self; 19] = {
         use FactKind as K;
         [
             K::Created,
@@ -159,8 +160,11 @@ impl FactKind {
             K::Exists,
             K::Measured,
         ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+    };
+
+    /// Parses [`FactKind::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// The stable name used in the store and in reports.

@@ -151,6 +151,7 @@ async fn store_with(facts: &[Fact]) -> (Arc<SqlStore>, tempfile::TempDir) {
                 emitted_at: None,
                 received_at: Instant(0),
                 body: "{}".to_owned(),
+                scrubbed: None,
             },
             facts: vec![f.clone()],
         })

@@ -14,9 +14,14 @@
 //! - `facts.semantic_key` is unique: the same transition arriving under different ids is one fact;
 //! - `quarantine.digest` is unique: a redelivered bad body is kept once.
 //!
+//! A commit has three outcomes — delivered, errored (transient) and rejected (an input the
+//! database refuses for what it is, which is quarantined while its batch-mates are committed);
+//! see `commit.rs` for the protocol and the connection hygiene that keeps "committed" true.
+//!
 //! Migrations are embedded per backend and applied by [`open`].
 //! The shared behaviour suite in `tests.rs` runs against both backends.
 
+mod commit;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -25,6 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use commit::{MAX_IDENTIFIER_BYTES, unstorable};
 pub use sql::SqlStore;
 
 use crate::record::{Batch, Gap, Source};
@@ -65,13 +71,51 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("cannot apply store migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
-    /// A query failed (transient or not; the caller retries or nacks).
+    /// A query failed; [`StoreError::is_rejection`] tells a refused value from a transient
+    /// failure.
     #[error("store query failed")]
     Query(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// True when the database refused a *value* for what it is (a data exception, a constraint
+    /// other than the dedup keys, a value too large): retrying the same input cannot succeed.
+    /// Everything else — connection lost, locked, busy, disk full, I/O, serialization failure —
+    /// is transient.
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            Self::Query(sqlx::Error::Encode(_)) => true,
+            Self::Query(sqlx::Error::Database(db)) => {
+                let Some(code) = db.code() else {
+                    return false;
+                };
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // SQLite extended result codes: the primary code is the low byte.
+                    // 18 SQLITE_TOOBIG, 19 SQLITE_CONSTRAINT, 20 SQLITE_MISMATCH.
+                    code.parse::<i32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 18..=20))
+                } else {
+                    // PostgreSQL SQLSTATE classes: 22 data exception, 23 integrity constraint
+                    // violation, 54 program limit exceeded (e.g. an index row too large).
+                    matches!(code.get(..2), Some("22" | "23" | "54"))
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An input the store refused; it was quarantined with `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The input's dedup key.
+    pub dedup_key: String,
+    /// Why, naming the field or quoting the database.
+    pub reason: String,
+}
+
 /// What one committed batch changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitOutcome {
     /// New raw records.
     pub records: u64,
@@ -83,6 +127,8 @@ pub struct CommitOutcome {
     pub fact_duplicates: u64,
     /// Quarantine entries written (a bad body seen before is not written again).
     pub quarantined: u64,
+    /// Inputs that decoded but that the store refused; each was quarantined instead of stored.
+    pub rejected: Vec<Rejected>,
 }
 
 /// Per-source ingest counters, as kept in the store.

@@ -2,23 +2,17 @@
 //!
 //! One code path for SQLite and PostgreSQL: `$n` placeholders, `ON CONFLICT … DO NOTHING` for
 //! dedup, integer microseconds for times, TEXT for JSON. Only connecting and the migrations
-//! differ per backend (`sqlite.rs`, `postgres.rs`).
-
-use std::collections::HashSet;
-use std::fmt::Write as _;
+//! differ per backend (`sqlite.rs`, `postgres.rs`). Commits go through `commit.rs`.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Row};
 
 use super::{
     CommitOutcome, QuarantineEntry, ResourceFacts, SourceStats, StatusSummary, Store, StoreError,
     StoreFuture, StoreStream, StoredFact, postgres, sqlite,
 };
-use crate::record::{Accepted, Batch, Gap, Quarantined, Source};
+use crate::record::{Batch, Gap, Source};
 use crate::time::Instant;
-
-/// Rows per multi-row INSERT (keeps the bind count far below both backends' limits).
-const ROWS_PER_STATEMENT: usize = 200;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,225 +70,6 @@ impl SqlStore {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
-
-    async fn commit_all(&self, batches: &[Batch]) -> Result<Vec<CommitOutcome>, StoreError> {
-        let committed_at = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let mut seen_records = HashSet::new();
-        let mut seen_facts = HashSet::new();
-        let mut seen_quarantine = HashSet::new();
-        let mut outcomes = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut outcome = CommitOutcome::default();
-            let mut accepted: Vec<&Accepted> = batch
-                .accepted
-                .iter()
-                .filter(|a| seen_records.insert(a.record.dedup_key.as_str()))
-                .collect();
-            // Insert in key order: replicas committing overlapping keys (redeliveries after a
-            // crash) then take their locks in the same order and cannot deadlock.
-            accepted.sort_unstable_by(|x, y| x.record.dedup_key.cmp(&y.record.dedup_key));
-            for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-                outcome.records +=
-                    insert_records(self.backend, &mut tx, chunk, committed_at).await?;
-            }
-            outcome.duplicates = batch.accepted.len() as u64 - outcome.records;
-            let facts: Vec<(&str, &crate::facts::Fact, String)> = batch
-                .accepted
-                .iter()
-                .flat_map(|a| {
-                    a.facts
-                        .iter()
-                        .map(move |f| (a.record.dedup_key.as_str(), f))
-                })
-                .map(|(key, fact)| (key, fact, fact.semantic_key()))
-                .collect();
-            let total_facts = facts.len() as u64;
-            let mut fresh: Vec<_> = facts
-                .into_iter()
-                .filter(|(_, _, k)| seen_facts.insert(k.clone()))
-                .collect();
-            fresh.sort_unstable_by(|x, y| x.2.cmp(&y.2));
-            for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-                outcome.facts += insert_facts(self.backend, &mut tx, chunk).await?;
-            }
-            outcome.fact_duplicates = total_facts - outcome.facts;
-            let quarantined: Vec<(&Quarantined, String)> = batch
-                .quarantined
-                .iter()
-                .map(|q| (q, q.digest()))
-                .filter(|(_, d)| seen_quarantine.insert(d.clone()))
-                .collect();
-            for chunk in quarantined.chunks(ROWS_PER_STATEMENT) {
-                outcome.quarantined += insert_quarantine(self.backend, &mut tx, chunk).await?;
-            }
-            let source = batch
-                .accepted
-                .first()
-                .map(|a| a.record.source)
-                .or_else(|| batch.quarantined.first().map(|q| q.source));
-            if let Some(source) = source {
-                let last_received = batch
-                    .accepted
-                    .iter()
-                    .map(|a| a.record.received_at)
-                    .chain(batch.quarantined.iter().map(|q| q.received_at))
-                    .max();
-                bump_stats(&mut tx, source, &outcome, batch, last_received).await?;
-            }
-            outcomes.push(outcome);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
-
-/// `($1,$2,…),($k,…)` for `rows` rows of `cols` columns; on SQLite anonymous `?`s.
-///
-/// Why two forms: sqlx-sqlite maps every *named* parameter (`$n`) through
-/// `sqlite3_bind_parameter_name`, which is a linear search, so binding a multi-row INSERT with
-/// `$n` is quadratic in its parameter count (60 % of ingest CPU in the benchmark). Anonymous
-/// `?`s bind by position. PostgreSQL needs `$n`.
-fn values_clause(backend: Backend, rows: usize, cols: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push(',');
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    let _ = write!(sql, "${}", r * cols + c + 1);
-                }
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-async fn insert_records(
-    backend: Backend,
-    tx: &mut Transaction<'_, Any>,
-    chunk: &[&Accepted],
-    committed_at: Instant,
-) -> Result<u64, StoreError> {
-    let sql = format!(
-        "INSERT INTO raw_records (dedup_key, source, kind, message_id, exchange, routing_key, \
-         envelope_version, publisher_id, event_type, priority, emitted_at, received_at, \
-         committed_at, body) VALUES {} ON CONFLICT (dedup_key) DO NOTHING",
-        values_clause(backend, chunk.len(), 14)
-    );
-    let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-    for a in chunk {
-        let r = &a.record;
-        query = query
-            .bind(r.dedup_key.as_str())
-            .bind(r.source.as_str())
-            .bind(r.kind.as_str())
-            .bind(r.message_id.as_deref())
-            .bind(r.exchange.as_deref())
-            .bind(r.routing_key.as_deref())
-            .bind(r.envelope_version.as_deref())
-            .bind(r.publisher_id.as_deref())
-            .bind(r.event_type.as_deref())
-            .bind(r.priority.as_deref())
-            .bind(r.emitted_at.map(Instant::micros))
-            .bind(r.received_at.micros())
-            .bind(committed_at.micros())
-            .bind(r.body.as_str());
-    }
-    Ok(query.execute(&mut **tx).await?.rows_affected())
-}
-
-async fn insert_facts(
-    backend: Backend,
-    tx: &mut Transaction<'_, Any>,
-    chunk: &[(&str, &crate::facts::Fact, String)],
-) -> Result<u64, StoreError> {
-    let sql = format!(
-        "INSERT INTO facts (semantic_key, record_key, resource_type, resource_id, project_id, \
-         user_id, kind, effective_at, time_source, origin, event_type, attributes) VALUES {} \
-         ON CONFLICT (semantic_key) DO NOTHING",
-        values_clause(backend, chunk.len(), 12)
-    );
-    let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-    for (record_key, f, semantic_key) in chunk {
-        query = query
-            .bind(semantic_key.as_str())
-            .bind(*record_key)
-            .bind(f.resource_type.as_str())
-            .bind(f.resource_id.as_str())
-            .bind(f.project_id.as_deref())
-            .bind(f.user_id.as_deref())
-            .bind(f.kind.as_str())
-            .bind(f.effective_at.micros())
-            .bind(f.time_source.as_str())
-            .bind(f.origin.as_str())
-            .bind(f.event_type.as_str())
-            .bind(f.attributes_json());
-    }
-    Ok(query.execute(&mut **tx).await?.rows_affected())
-}
-
-async fn insert_quarantine(
-    backend: Backend,
-    tx: &mut Transaction<'_, Any>,
-    chunk: &[(&Quarantined, String)],
-) -> Result<u64, StoreError> {
-    let sql = format!(
-        "INSERT INTO quarantine (digest, source, reason, exchange, routing_key, received_at, \
-         body) VALUES {} ON CONFLICT (digest) DO NOTHING",
-        values_clause(backend, chunk.len(), 7)
-    );
-    let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-    for (q, digest) in chunk {
-        query = query
-            .bind(digest.as_str())
-            .bind(q.source.as_str())
-            .bind(q.reason.as_str())
-            .bind(q.exchange.as_deref())
-            .bind(q.routing_key.as_deref())
-            .bind(q.received_at.micros())
-            .bind(q.body.clone());
-    }
-    Ok(query.execute(&mut **tx).await?.rows_affected())
-}
-
-async fn bump_stats(
-    tx: &mut Transaction<'_, Any>,
-    source: Source,
-    outcome: &CommitOutcome,
-    batch: &Batch,
-    last_received: Option<Instant>,
-) -> Result<(), StoreError> {
-    let quarantined = batch.quarantined.len() as i64;
-    sqlx::query::<Any>(
-        "INSERT INTO ingest_stats (source, records, duplicates, facts, fact_duplicates, \
-         quarantined, last_received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (source) DO UPDATE SET \
-           records = ingest_stats.records + excluded.records, \
-           duplicates = ingest_stats.duplicates + excluded.duplicates, \
-           facts = ingest_stats.facts + excluded.facts, \
-           fact_duplicates = ingest_stats.fact_duplicates + excluded.fact_duplicates, \
-           quarantined = ingest_stats.quarantined + excluded.quarantined, \
-           last_received_at = CASE \
-             WHEN ingest_stats.last_received_at IS NULL \
-               OR excluded.last_received_at > ingest_stats.last_received_at \
-             THEN excluded.last_received_at ELSE ingest_stats.last_received_at END",
-    )
-    .bind(source.as_str())
-    .bind(outcome.records as i64)
-    .bind(outcome.duplicates as i64)
-    .bind(outcome.facts as i64)
-    .bind(outcome.fact_duplicates as i64)
-    .bind(quarantined)
-    .bind(last_received.map(Instant::micros))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Parses one aggregated row (see [`Store::resources_until`]).
@@ -358,7 +133,7 @@ fn quarantine_from_row(row: &AnyRow) -> Result<QuarantineEntry, sqlx::Error> {
 
 impl Store for SqlStore {
     fn commit<'a>(&'a self, batches: &'a [Batch]) -> StoreFuture<'a, Vec<CommitOutcome>> {
-        Box::pin(self.commit_all(batches))
+        Box::pin(super::commit::commit(&self.pool, self.backend, batches))
     }
 
     fn open_gap<'a>(
@@ -568,19 +343,5 @@ impl Store for SqlStore {
             .await?;
             Ok(rows.iter().map(gap_from_row).collect::<Result<_, _>>()?)
         })
-    }
-}
-
-#[cfg(test)]
-mod unit {
-    use super::{Backend, values_clause};
-
-    #[test]
-    fn values_clause_numbers_placeholders_row_major() {
-        assert_eq!(
-            values_clause(Backend::Postgres, 2, 3),
-            "($1,$2,$3),($4,$5,$6)"
-        );
-        assert_eq!(values_clause(Backend::Sqlite, 2, 2), "(?,?),(?,?)");
     }
 }

@@ -119,6 +119,10 @@ store_suite!(
     status_counts_per_source,
     arrival_order_does_not_change_the_result,
     fields_round_trip_exactly,
+    nul_in_any_text_is_quarantined_and_batch_mates_are_stored,
+    overlong_identifiers_are_quarantined,
+    a_database_refusal_quarantines_the_input_and_commits_the_rest,
+    credentials_never_reach_the_store,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -136,6 +140,7 @@ fn record(key: &str, source: Source) -> RawRecord {
         emitted_at: Some(Instant(1_683_108_672_123_456)),
         received_at: Instant(1_683_108_673_000_000),
         body: format!("{{\"message_id\": \"{key}\"}}"),
+        scrubbed: None,
     }
 }
 
@@ -406,4 +411,271 @@ async fn fields_round_trip_exactly(store: &SqlStore) {
         (stored.time_source.as_str(), stored.origin.as_str()),
         ("payload", "notification")
     );
+}
+
+/// Every way a NUL can reach a text column: `(position, poison input)`.
+fn nul_poisons() -> Vec<(String, Accepted)> {
+    let mut out = Vec::new();
+    let base = || accepted("msg:poison", vec![fact("vm-p", FactKind::Created, 500)]);
+    type Edit = fn(&mut RawRecord);
+    let record_edits: [(&str, Edit); 9] = [
+        ("dedup_key", |r| r.dedup_key.push('\0')),
+        ("message_id", |r| r.message_id = Some("m\0".to_owned())),
+        ("exchange", |r| r.exchange = Some("no\0va".to_owned())),
+        ("routing_key", |r| r.routing_key = Some("\0".to_owned())),
+        ("envelope_version", |r| {
+            r.envelope_version = Some("2\0".to_owned())
+        }),
+        ("publisher_id", |r| r.publisher_id = Some("c\0".to_owned())),
+        ("event_type", |r| r.event_type = Some("x\0".to_owned())),
+        ("priority", |r| r.priority = Some("\0INFO".to_owned())),
+        ("body", |r| r.body = "{\"a\": \"\0\"}".to_owned()),
+    ];
+    for (name, edit) in record_edits {
+        let mut a = base();
+        edit(&mut a.record);
+        out.push((name.to_owned(), a));
+    }
+    type FactEdit = fn(&mut Fact);
+    let fact_edits: [(&str, FactEdit); 6] = [
+        ("resource_id", |f| f.resource_id.push('\0')),
+        ("project_id", |f| f.project_id = Some("p\0".to_owned())),
+        ("user_id", |f| f.user_id = Some("\0u".to_owned())),
+        ("event_type", |f| f.event_type.push('\0')),
+        ("attribute", |f| {
+            f.attributes.insert(
+                "flavor_name".to_owned(),
+                serde_json::json!(["a", {"b": "\0"}]),
+            );
+        }),
+        ("attribute", |f| {
+            f.attributes.insert("k\0".to_owned(), serde_json::json!(1));
+        }),
+    ];
+    for resource_type in ResourceType::ALL {
+        for kind in FactKind::ALL {
+            for (name, edit) in fact_edits {
+                let mut a = base();
+                a.facts[0].resource_type = resource_type;
+                a.facts[0].kind = kind;
+                edit(&mut a.facts[0]);
+                out.push((format!("{name} of {resource_type:?}/{kind:?}"), a));
+            }
+        }
+    }
+    out
+}
+
+async fn nul_in_any_text_is_quarantined_and_batch_mates_are_stored(store: &SqlStore) {
+    let poisons = nul_poisons();
+    for (i, (position, poison)) in poisons.iter().enumerate() {
+        let mut poison = poison.clone();
+        if !poison.record.dedup_key.contains('\0') {
+            poison.record.dedup_key = format!("msg:poison-{i}");
+        }
+        // A distinct body each, so that each poison is its own quarantine entry.
+        poison.record.body.push_str(&" ".repeat(i));
+        let good = |n: usize| {
+            accepted(
+                &format!("msg:good-{i}-{n}"),
+                vec![fact(&format!("vm-{i}-{n}"), FactKind::Created, 100)],
+            )
+        };
+        let b = batch(vec![good(0), poison.clone(), good(1)]);
+        let out = store
+            .commit(std::slice::from_ref(&b))
+            .await
+            .unwrap_or_else(|e| panic!("{position}: commit failed instead of quarantining: {e:?}"));
+        assert_eq!(out[0].records, 2, "{position}: batch-mates stored");
+        assert_eq!(out[0].rejected.len(), 1, "{position}");
+        assert!(
+            out[0].rejected[0].reason.contains("NUL"),
+            "{position}: {}",
+            out[0].rejected[0].reason
+        );
+        assert_eq!(out[0].quarantined, 1, "{position}: the poison is kept");
+        // Redelivered: no loop, no second quarantine entry, nothing stored twice.
+        let again = store.commit(std::slice::from_ref(&b)).await.unwrap();
+        assert_eq!(
+            (again[0].records, again[0].duplicates),
+            (0, 2),
+            "{position}"
+        );
+        assert_eq!(again[0].quarantined, 0, "{position}");
+    }
+    let n = poisons.len() as i64;
+    assert_eq!(count(store, "raw_records").await, 2 * n);
+    assert_eq!(count(store, "quarantine").await, n);
+    let status = store.status().await.unwrap();
+    assert_eq!(status.sources[0].quarantined, 2 * n, "counted per delivery");
+    let entry = &store.quarantine_list(1).await.unwrap()[0];
+    assert!(entry.reason.contains("fact 0"), "{}", entry.reason);
+    assert!(!entry.body.is_empty());
+}
+
+async fn overlong_identifiers_are_quarantined(store: &SqlStore) {
+    let long = "x".repeat(super::MAX_IDENTIFIER_BYTES + 1);
+    let mut poison = accepted("msg:long", vec![fact(&long, FactKind::Created, 1)]);
+    poison.facts[0].project_id = Some("p-long".to_owned());
+    let out = store
+        .commit(&[batch(vec![poison, accepted("msg:short", vec![])])])
+        .await
+        .unwrap();
+    assert_eq!(out[0].records, 1);
+    assert!(
+        out[0].rejected[0].reason.contains("resource_id")
+            && out[0].rejected[0].reason.contains("1025 bytes"),
+        "{}",
+        out[0].rejected[0].reason
+    );
+}
+
+async fn a_database_refusal_quarantines_the_input_and_commits_the_rest(store: &SqlStore) {
+    // An operator's own constraint (not a dedup key) stands for any value the database refuses.
+    let constraint = match store.backend() {
+        super::sql::Backend::Sqlite => {
+            "CREATE TRIGGER refuse_test BEFORE INSERT ON facts WHEN NEW.resource_id = 'vm-refused' \
+             BEGIN SELECT RAISE(ABORT, 'resource refused by policy'); END"
+        }
+        super::sql::Backend::Postgres => {
+            "ALTER TABLE facts ADD CONSTRAINT refuse_test CHECK (resource_id <> 'vm-refused')"
+        }
+    };
+    sqlx::raw_sql(constraint)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let refused = accepted(
+        "msg:refused",
+        vec![fact("vm-refused", FactKind::Created, 10)],
+    );
+    let b1 = batch(vec![
+        accepted("msg:1", vec![fact("vm-1", FactKind::Created, 10)]),
+        refused.clone(),
+        accepted("msg:2", vec![fact("vm-2", FactKind::Created, 10)]),
+    ]);
+    let b2 = batch(vec![accepted(
+        "msg:3",
+        vec![fact("vm-3", FactKind::Created, 10)],
+    )]);
+    // Two batches in one group: the refusal in the first must not cost the second anything.
+    let out = store.commit(&[b1.clone(), b2]).await.unwrap();
+    assert_eq!((out[0].records, out[0].facts), (2, 2));
+    assert_eq!((out[1].records, out[1].facts), (1, 1));
+    assert_eq!(out[0].rejected.len(), 1);
+    assert!(
+        out[0].rejected[0]
+            .reason
+            .contains("the database refused it"),
+        "{}",
+        out[0].rejected[0].reason
+    );
+    assert_eq!(out[0].rejected[0].dedup_key, "msg:refused");
+    let entry = &store.quarantine_list(1).await.unwrap()[0];
+    assert_eq!(
+        entry.body,
+        refused.record.body.as_bytes(),
+        "the input is kept"
+    );
+    assert_eq!(
+        count(store, "raw_records").await,
+        3,
+        "the refused record is not half-stored"
+    );
+    assert_eq!(count(store, "facts").await, 3);
+    // A second delivery of the same batch: duplicates, and the refusal is not quarantined twice.
+    let again = store.commit(&[b1]).await.unwrap();
+    assert_eq!(
+        (again[0].records, again[0].duplicates, again[0].quarantined),
+        (0, 2, 0)
+    );
+    assert_eq!(count(store, "quarantine").await, 1);
+}
+
+async fn credentials_never_reach_the_store(store: &SqlStore) {
+    // Every real capture that carries a token anywhere in it, decoded and committed.
+    let scrubber = crate::scrub::Scrubber::default();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/real");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut b = Batch::default();
+    let mut with_token = 0;
+    for (i, file) in files.iter().enumerate() {
+        let capture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let Some(message) = capture["envelope"]["oslo.message"].as_str() else {
+            continue;
+        };
+        if !message.contains("_context_auth_token") {
+            continue;
+        }
+        let mut doc = capture["envelope"].clone();
+        let mut inner: serde_json::Value =
+            serde_json::from_str(doc["oslo.message"].as_str().unwrap()).unwrap();
+        inner["_context_auth_token"] = serde_json::json!(format!("gAAAAA-live-{i}"));
+        inner["_context_auth_token_info"] = serde_json::json!({"token": {"methods": ["password"]}});
+        let inner_text = inner
+            .to_string()
+            .replace("REDACTED-test-token", &format!("gAAAAA-live-{i}"));
+        doc["oslo.message"] = serde_json::Value::String(inner_text);
+        let body = doc.to_string();
+        with_token += 1;
+        let exchange = capture["exchange"].as_str().unwrap_or("nova");
+        let routing_key = capture["routing_key"]
+            .as_str()
+            .unwrap_or("notifications.info");
+        b.push(crate::ingest::amqp::decode_delivery(
+            body.as_bytes(),
+            exchange,
+            routing_key,
+            Instant(0),
+            &scrubber,
+        ));
+        // The same body, broken, goes to quarantine: scrubbed there too.
+        b.push(crate::ingest::amqp::decode_delivery(
+            &body.as_bytes()[..body.len() - 2],
+            exchange,
+            routing_key,
+            Instant(0),
+            &scrubber,
+        ));
+    }
+    assert!(with_token > 50, "the captures hold contexts: {with_token}");
+    store.commit(&[b]).await.unwrap();
+    use sqlx::Row;
+    let rows = sqlx::query::<sqlx::Any>("SELECT body, scrubbed FROM raw_records")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), with_token);
+    for row in &rows {
+        let body: String = row.try_get(0).unwrap();
+        assert!(!body.contains("gAAAAA-live"), "token stored: {body}");
+        let scrubbed: Option<String> = row.try_get(1).unwrap();
+        assert!(
+            scrubbed
+                .as_deref()
+                .is_some_and(|s| s.contains("_context_auth_token")),
+            "{scrubbed:?}"
+        );
+    }
+    let quarantine = sqlx::query::<sqlx::Any>("SELECT body, reason FROM quarantine")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(quarantine.len(), with_token);
+    for row in &quarantine {
+        let body: Vec<u8> = row.try_get(0).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("gAAAAA-live"),
+            "token quarantined"
+        );
+        let reason: String = row.try_get(1).unwrap();
+        assert!(reason.contains("scrubbed"), "{reason}");
+    }
 }

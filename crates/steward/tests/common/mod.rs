@@ -243,6 +243,41 @@ impl Drop for Steward {
     }
 }
 
+/// A fresh PostgreSQL database for one test: its URL, or `None` when the test command was told
+/// to leave PostgreSQL out (`STEWARD_TEST_SKIP_POSTGRES=1`). A missing server fails loudly.
+#[allow(dead_code)] // each test binary uses its own part of the shared harness
+pub async fn postgres_database(tag: &str) -> Option<String> {
+    use sqlx::Connection as _;
+    if std::env::var("STEWARD_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let admin_url = std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = unique(&format!("steward_t_{tag}")).replace('-', "_");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is needed at {admin_url}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    Some(format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
+}
+
+/// The value of one Prometheus counter or gauge line (`name{labels} value`), 0 when absent.
+#[allow(dead_code)]
+pub async fn metric(base_url: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn count(db: &SqlitePool, sql: &str) -> i64 {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(db)

@@ -3,31 +3,37 @@
 //! Accepts envelope 2.0 (`{"oslo.version": "2.0", "oslo.message": "<JSON string>"}`) and 1.0
 //! (the notification dict itself), with or without `_context_*` keys. Anything that is not an
 //! oslo notification, or a billing notification whose payload cannot be read, is quarantined
-//! with the reason; unknown event types are accepted with no facts.
+//! with the reason; unknown event types are accepted with no facts. Credentials are scrubbed
+//! from the body before it becomes a record or a quarantine entry ([`crate::scrub`]).
 
 use serde_json::Value;
 
 use crate::facts::{Notification, notification_facts};
 use crate::record::{Accepted, Decoded, Quarantined, RawRecord, RecordKind, Source};
+use crate::scrub::Scrubber;
 use crate::time::{Instant, parse_timestamp};
 
-/// Decodes one AMQP delivery body.
+/// Decodes one AMQP delivery body, scrubbing credentials out of what is kept.
 pub fn decode_delivery(
     body: &[u8],
     exchange: &str,
     routing_key: &str,
     received_at: Instant,
+    scrubber: &Scrubber,
 ) -> Decoded {
-    match decode_inner(body, exchange, routing_key, received_at) {
+    match decode_inner(body, exchange, routing_key, received_at, scrubber) {
         Ok(accepted) => Decoded::Accepted(accepted),
-        Err(reason) => Decoded::Quarantined(Quarantined {
-            source: Source::Amqp,
-            reason,
-            exchange: Some(exchange.to_owned()),
-            routing_key: Some(routing_key.to_owned()),
-            received_at,
-            body: body.to_vec(),
-        }),
+        Err(reason) => Decoded::Quarantined(Quarantined::scrubbed(
+            Quarantined {
+                source: Source::Amqp,
+                reason,
+                exchange: Some(exchange.to_owned()),
+                routing_key: Some(routing_key.to_owned()),
+                received_at,
+                body: body.to_vec(),
+            },
+            scrubber,
+        )),
     }
 }
 
@@ -36,13 +42,15 @@ fn decode_inner(
     exchange: &str,
     routing_key: &str,
     received_at: Instant,
+    scrubber: &Scrubber,
 ) -> Result<Accepted, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-    let outer: Value = serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}"))?;
+    let mut outer: Value =
+        serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}"))?;
     let Value::Object(outer_map) = &outer else {
         return Err("body is not a JSON object".to_owned());
     };
-    let inner_holder;
+    let mut inner_holder = Value::Null;
     let (envelope, version) = match (outer_map.get("oslo.version"), outer_map.get("oslo.message")) {
         (Some(version), Some(message)) => {
             let version = version.as_str().unwrap_or_default();
@@ -85,6 +93,8 @@ fn decode_inner(
         emitted_at,
     })
     .map_err(|e| e.to_string())?;
+    let publisher_id = text_field("publisher_id");
+    let (body, scrubbed) = scrubbed_body(text, &mut outer, &mut inner_holder, version, scrubber);
     Ok(Accepted {
         record: RawRecord {
             dedup_key: format!("msg:{message_id}"),
@@ -94,13 +104,47 @@ fn decode_inner(
             exchange: Some(exchange.to_owned()),
             routing_key: Some(routing_key.to_owned()),
             envelope_version: Some(version.to_owned()),
-            publisher_id: text_field("publisher_id"),
+            publisher_id,
             event_type: Some(event_type),
             priority,
             emitted_at,
             received_at,
-            body: text.to_owned(),
+            body,
+            scrubbed,
         },
         facts,
     })
+}
+
+/// The body to store: `text` as received when it holds no credentials, else the scrubbed
+/// envelope (for 2.0, with the scrubbed notification written back into `oslo.message`).
+fn scrubbed_body(
+    text: &str,
+    outer: &mut Value,
+    inner: &mut Value,
+    version: &str,
+    scrubber: &Scrubber,
+) -> (String, Option<String>) {
+    let mut paths = Vec::new();
+    if version == "2.0" {
+        if let Some(found) = scrubber.scrub(inner, "/oslo.message") {
+            paths.push(found);
+            if let Value::Object(map) = outer {
+                map.insert("oslo.message".to_owned(), Value::String(inner.to_string()));
+            }
+        }
+        if let Value::Object(map) = outer {
+            for (key, value) in map.iter_mut().filter(|(k, _)| *k != "oslo.message") {
+                let path = format!("/{key}");
+                paths.extend(scrubber.scrub(value, &path));
+            }
+        }
+    } else {
+        paths.extend(scrubber.scrub(outer, ""));
+    }
+    if paths.is_empty() {
+        (text.to_owned(), None)
+    } else {
+        (outer.to_string(), Some(paths.join(",")))
+    }
 }

@@ -79,6 +79,7 @@ enum SessionEnd {
 #[derive(Debug)]
 pub struct AmqpSource {
     config: AmqpConfig,
+    scrubber: crate::scrub::Scrubber,
     writer: Writer,
     store: Arc<dyn Store>,
     state: Arc<AmqpState>,
@@ -89,6 +90,7 @@ impl AmqpSource {
     /// Prepares the source; [`AmqpSource::run`] starts it.
     pub fn new(
         config: AmqpConfig,
+        scrubber: crate::scrub::Scrubber,
         writer: Writer,
         store: Arc<dyn Store>,
         state: Arc<AmqpState>,
@@ -96,6 +98,7 @@ impl AmqpSource {
     ) -> Self {
         Self {
             config,
+            scrubber,
             writer,
             store,
             state,
@@ -353,6 +356,7 @@ impl AmqpSource {
                         delivery.exchange.as_str(),
                         delivery.routing_key.as_str(),
                         Instant::now(),
+                        &self.scrubber,
                     ));
                     last = Some(delivery.acker);
                     if batch.len() < self.config.batch_max_messages {

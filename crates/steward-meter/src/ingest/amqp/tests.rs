@@ -31,7 +31,13 @@ fn v2(envelope: &Value) -> Vec<u8> {
 }
 
 fn accept(body: &[u8]) -> Accepted {
-    match decode_delivery(body, "nova", "notifications.info", Instant(0)) {
+    match decode_delivery(
+        body,
+        "nova",
+        "notifications.info",
+        Instant(0),
+        &crate::scrub::Scrubber::default(),
+    ) {
         Decoded::Accepted(a) => a,
         Decoded::Quarantined(q) => panic!("quarantined: {}", q.reason),
     }
@@ -662,7 +668,13 @@ fn unknown_event_types_are_stored_raw_without_facts() {
 }
 
 fn quarantine_reason(body: &[u8]) -> String {
-    match decode_delivery(body, "nova", "notifications.info", Instant(0)) {
+    match decode_delivery(
+        body,
+        "nova",
+        "notifications.info",
+        Instant(0),
+        &crate::scrub::Scrubber::default(),
+    ) {
         Decoded::Quarantined(q) => {
             assert_eq!(q.body, body, "the body is kept as received");
             assert_eq!(q.exchange.as_deref(), Some("nova"));

@@ -3,7 +3,10 @@
 //! - every item committed (new or duplicate) → `200` with counts;
 //! - some items malformed → those are quarantined *in the same transaction* as the good ones,
 //!   then `400` with a JSON reason per item (Ceilometer logs it; nothing it sent is lost);
-//! - the commit failed → `503`: nothing was stored, the sender may retry.
+//! - some items decoded but the store refused them (a NUL in an id, a value the database
+//!   rejects) → quarantined in the same transaction, `400` with the store's reason per item;
+//! - the commit failed → `503`: nothing was stored, the sender may retry. The answer says no
+//!   more than that: database internals stay in Steward's log.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -18,14 +21,19 @@ use crate::store::CommitOutcome;
 pub(crate) fn respond(
     result: Result<CommitOutcome, CommitFailed>,
     accepted: usize,
-    quarantine_reasons: Vec<String>,
+    mut quarantine_reasons: Vec<String>,
 ) -> Response {
+    if let Ok(outcome) = &result {
+        quarantine_reasons.extend(outcome.rejected.iter().map(|r| r.reason.clone()));
+    }
+    let accepted = accepted - result.as_ref().map_or(0, |o| o.rejected.len());
     match result {
-        Err(error) => {
+        Err(_) => {
             metrics::counter!(m::HTTP_REQUESTS, "status" => "503").increment(1);
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": format!("not stored, retry later: {error}") })),
+                [("retry-after", "5")],
+                Json(json!({ "error": "not stored: the store is unavailable; retry later" })),
             )
                 .into_response()
         }

@@ -3,13 +3,14 @@
 //! A body is a JSON array (`batch=true`) or a single object (`batch=false`). Each item is
 //! decoded on its own and kept verbatim, so one malformed item is quarantined while the others
 //! are stored. Events are recognised by `event_type`; samples by `name` (or the older
-//! `counter_name`).
+//! `counter_name`). Credentials are scrubbed from what is kept ([`crate::scrub`]).
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::facts::{SampleView, event_facts, sample_facts};
 use crate::record::{Accepted, Decoded, Quarantined, RawRecord, RecordKind, Source};
+use crate::scrub::Scrubber;
 use crate::time::{Instant, parse_timestamp, parse_timestamp_value};
 
 /// What the endpoint expects in the body.
@@ -22,16 +23,24 @@ pub enum Expect {
 }
 
 /// Decodes a whole POST body into one decoded entry per item.
-pub fn decode_body(body: &[u8], expect: Expect, received_at: Instant) -> Vec<Decoded> {
+pub fn decode_body(
+    body: &[u8],
+    expect: Expect,
+    received_at: Instant,
+    scrubber: &Scrubber,
+) -> Vec<Decoded> {
     let quarantine = |reason: String, bytes: &[u8]| {
-        Decoded::Quarantined(Quarantined {
-            source: Source::Http,
-            reason,
-            exchange: None,
-            routing_key: None,
-            received_at,
-            body: bytes.to_vec(),
-        })
+        Decoded::Quarantined(Quarantined::scrubbed(
+            Quarantined {
+                source: Source::Http,
+                reason,
+                exchange: None,
+                routing_key: None,
+                received_at,
+                body: bytes.to_vec(),
+            },
+            scrubber,
+        ))
     };
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
@@ -54,8 +63,8 @@ pub fn decode_body(body: &[u8], expect: Expect, received_at: Instant) -> Vec<Dec
         .map(|(index, raw)| {
             let item = raw.get();
             let result = match expect {
-                Expect::Events => decode_event(item, received_at),
-                Expect::Samples => decode_sample(item, received_at),
+                Expect::Events => decode_event(item, received_at, scrubber),
+                Expect::Samples => decode_sample(item, received_at, scrubber),
             };
             result.map(Decoded::Accepted).unwrap_or_else(|reason| {
                 quarantine(format!("item {index}: {reason}"), item.as_bytes())
@@ -78,7 +87,20 @@ fn text<'a>(map: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'
         .filter(|s| !s.is_empty())
 }
 
-fn decode_event(item: &str, received_at: Instant) -> Result<Accepted, String> {
+/// The item text to store, scrubbed when it holds credentials.
+fn scrubbed_item(
+    item: &str,
+    map: serde_json::Map<String, Value>,
+    scrubber: &Scrubber,
+) -> (String, Option<String>) {
+    let mut value = Value::Object(map);
+    match scrubber.scrub(&mut value, "") {
+        Some(paths) => (value.to_string(), Some(paths)),
+        None => (item.to_owned(), None),
+    }
+}
+
+fn decode_event(item: &str, received_at: Instant, scrubber: &Scrubber) -> Result<Accepted, String> {
     let map = object(item)?;
     let message_id = text(&map, &["message_id"]).ok_or("event has no message_id")?;
     let event_type = text(&map, &["event_type"]).ok_or("event has no event_type")?;
@@ -99,27 +121,34 @@ fn decode_event(item: &str, received_at: Instant) -> Result<Accepted, String> {
         Some(_) => return Err("traits is not a list".to_owned()),
     };
     let facts = event_facts(event_type, generated, &traits);
+    let (message_id, event_type) = (message_id.to_owned(), event_type.to_owned());
+    let (body, scrubbed) = scrubbed_item(item, map, scrubber);
     Ok(Accepted {
         record: RawRecord {
             dedup_key: format!("msg:{message_id}"),
             source: Source::Http,
             kind: RecordKind::CeilometerEvent,
-            message_id: Some(message_id.to_owned()),
+            message_id: Some(message_id),
             exchange: None,
             routing_key: None,
             envelope_version: None,
             publisher_id: None,
-            event_type: Some(event_type.to_owned()),
+            event_type: Some(event_type),
             priority: None,
             emitted_at: generated,
             received_at,
-            body: item.to_owned(),
+            body,
+            scrubbed,
         },
         facts,
     })
 }
 
-fn decode_sample(item: &str, received_at: Instant) -> Result<Accepted, String> {
+fn decode_sample(
+    item: &str,
+    received_at: Instant,
+    scrubber: &Scrubber,
+) -> Result<Accepted, String> {
     let map = object(item)?;
     let meter = text(&map, &["name", "counter_name"]).ok_or("sample has no name")?;
     let resource_id = text(&map, &["resource_id"]).ok_or("sample has no resource_id")?;
@@ -142,21 +171,26 @@ fn decode_sample(item: &str, received_at: Instant) -> Result<Accepted, String> {
         timestamp,
         metadata: map.get("resource_metadata"),
     });
+    let dedup_key = format!("sample:{meter}:{resource_id}:{}", timestamp.micros());
+    let message_id = text(&map, &["id", "message_id"]).map(str::to_owned);
+    let meter = meter.to_owned();
+    let (body, scrubbed) = scrubbed_item(item, map, scrubber);
     Ok(Accepted {
         record: RawRecord {
-            dedup_key: format!("sample:{meter}:{resource_id}:{}", timestamp.micros()),
+            dedup_key,
             source: Source::Http,
             kind: RecordKind::CeilometerSample,
-            message_id: text(&map, &["id", "message_id"]).map(str::to_owned),
+            message_id,
             exchange: None,
             routing_key: None,
             envelope_version: None,
             publisher_id: None,
-            event_type: Some(meter.to_owned()),
+            event_type: Some(meter),
             priority: None,
             emitted_at: Some(timestamp),
             received_at,
-            body: item.to_owned(),
+            body,
+            scrubbed,
         },
         facts,
     })

@@ -39,12 +39,18 @@ pub use decode::{Expect, decode_body};
 pub struct HttpIngest {
     writer: Writer,
     token: Option<Secret>,
+    scrubber: std::sync::Arc<crate::scrub::Scrubber>,
 }
 
 impl HttpIngest {
-    /// Handlers that commit through `writer`, optionally behind `token`.
-    pub fn new(writer: Writer, token: Option<Secret>) -> Self {
-        Self { writer, token }
+    /// Handlers that commit through `writer`, optionally behind `token`, scrubbing credentials
+    /// with `scrubber`.
+    pub fn new(writer: Writer, token: Option<Secret>, scrubber: crate::scrub::Scrubber) -> Self {
+        Self {
+            writer,
+            token,
+            scrubber: std::sync::Arc::new(scrubber),
+        }
     }
 
     /// The ingest routes, with the body limit applied.
@@ -65,7 +71,7 @@ impl HttpIngest {
         if !self.authorized(&headers) {
             return ack::unauthorized();
         }
-        let decoded = decode_body(&body, expect, Instant::now());
+        let decoded = decode_body(&body, expect, Instant::now(), &self.scrubber);
         metrics::counter!(m::RECEIVED, "source" => "http").increment(decoded.len() as u64);
         let mut batch = Batch::default();
         let mut reasons = Vec::new();

@@ -11,6 +11,7 @@ use crate::config::Secret;
 use crate::ingest::amqp::decode_delivery;
 use crate::ingest::{Writer, WriterConfig};
 use crate::record::{Accepted, Batch, Decoded, Gap, Source};
+use crate::scrub::Scrubber;
 use crate::store::{
     CommitOutcome, QuarantineEntry, SqlStore, StatusSummary, Store, StoreError, StoreFuture,
     StoredFact,
@@ -59,6 +60,7 @@ fn real_ceilometer_event_captures_decode_to_facts() {
             capture_body(file).as_bytes(),
             Expect::Events,
             Instant(0),
+            &Scrubber::default(),
         ));
         assert_eq!(items.len(), 1, "{file}");
         let f = &items[0].facts[0];
@@ -85,6 +87,7 @@ fn real_ceilometer_sample_captures_decode() {
         capture_body("captures/ceilometer-http/samples-1.capture.json").as_bytes(),
         Expect::Samples,
         Instant(0),
+        &Scrubber::default(),
     ));
     assert_eq!(items.len(), 5);
     let keys: Vec<&str> = items.iter().map(|a| a.record.dedup_key.as_str()).collect();
@@ -176,7 +179,12 @@ const EVENTS: &[EventExpectation] = &[
 fn ceilometer_event_fixtures_decode_to_their_facts() {
     for (name, rtype, id, kind, owner, time, source) in EVENTS {
         let body = fixture(&format!("ceilometer/{name}.json"));
-        let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+        let items = accepted(decode_body(
+            body.as_bytes(),
+            Expect::Events,
+            Instant(0),
+            &Scrubber::default(),
+        ));
         let f = &items[0].facts[0];
         assert_eq!(f.resource_type.as_str(), *rtype, "{name}");
         assert_eq!(f.resource_id, *id, "{name}");
@@ -194,7 +202,12 @@ fn ceilometer_event_fixtures_decode_to_their_facts() {
 #[test]
 fn neutron_events_keep_the_caller_apart_from_the_owner() {
     let body = fixture("ceilometer/floatingip.create.end.json");
-    let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+    let items = accepted(decode_body(
+        body.as_bytes(),
+        Expect::Events,
+        Instant(0),
+        &Scrubber::default(),
+    ));
     let f = &items[0].facts[0];
     assert_eq!(
         f.project_id, None,
@@ -209,7 +222,12 @@ fn neutron_events_keep_the_caller_apart_from_the_owner() {
 #[test]
 fn catch_all_events_are_stored_without_facts() {
     let body = fixture("ceilometer/backup.create.end.json");
-    let items = accepted(decode_body(body.as_bytes(), Expect::Events, Instant(0)));
+    let items = accepted(decode_body(
+        body.as_bytes(),
+        Expect::Events,
+        Instant(0),
+        &Scrubber::default(),
+    ));
     assert_eq!(items.len(), 1);
     assert!(items[0].facts.is_empty());
 }
@@ -222,6 +240,7 @@ fn event_and_notification_of_one_message_share_the_dedup_key() {
         "nova",
         "notifications.info",
         Instant(0),
+        &Scrubber::default(),
     ) else {
         panic!()
     };
@@ -234,6 +253,7 @@ fn event_and_notification_of_one_message_share_the_dedup_key() {
         event.to_string().as_bytes(),
         Expect::Events,
         Instant(0),
+        &Scrubber::default(),
     ));
     assert_eq!(e[0].record.dedup_key, n.record.dedup_key);
 }
@@ -243,7 +263,12 @@ fn single_objects_and_counter_keys_are_accepted() {
     let one = r#"{"counter_name": "volume.size", "counter_type": "gauge", "counter_unit": "GB",
         "counter_volume": 20, "resource_id": "v-1", "project_id": "p", "user_id": "u",
         "timestamp": "2023-05-03T10:11:12.123456", "resource_metadata": {}}"#;
-    let items = accepted(decode_body(one.as_bytes(), Expect::Samples, Instant(0)));
+    let items = accepted(decode_body(
+        one.as_bytes(),
+        Expect::Samples,
+        Instant(0),
+        &Scrubber::default(),
+    ));
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].facts[0].resource_type.as_str(), "volume");
     assert_eq!(items[0].facts[0].attributes["volume"], 20);
@@ -254,7 +279,12 @@ fn malformed_items_are_quarantined_one_by_one() {
     let body = r#"[{"name": "vcpus", "type": "gauge", "volume": 1, "resource_id": "r",
         "timestamp": "2023-05-03T10:11:12"}, {"name": "vcpus"}, 7,
         {"name": "x", "resource_id": "r", "volume": 1, "timestamp": "someday"}]"#;
-    let decoded = decode_body(body.as_bytes(), Expect::Samples, Instant(0));
+    let decoded = decode_body(
+        body.as_bytes(),
+        Expect::Samples,
+        Instant(0),
+        &Scrubber::default(),
+    );
     let reasons: Vec<String> = decoded
         .iter()
         .filter_map(|d| match d {
@@ -271,7 +301,12 @@ fn malformed_items_are_quarantined_one_by_one() {
             "item 3: field timestamp: unrecognised timestamp \"someday\""
         ]
     );
-    let whole = decode_body(b"{\"truncated", Expect::Events, Instant(0));
+    let whole = decode_body(
+        b"{\"truncated",
+        Expect::Events,
+        Instant(0),
+        &Scrubber::default(),
+    );
     assert!(
         matches!(&whole[..], [Decoded::Quarantined(q)] if q.reason.starts_with("body is not JSON"))
     );
@@ -335,7 +370,7 @@ impl Store for BrokenStore {
 /// Serves the ingest routes on a loopback port; returns the base URL.
 async fn serve(store: Arc<dyn Store>, token: Option<&str>, limit: usize) -> String {
     let (writer, _task) = Writer::spawn(store, WriterConfig::default());
-    let app = HttpIngest::new(writer, token.map(Secret::new)).router(limit);
+    let app = HttpIngest::new(writer, token.map(Secret::new), Scrubber::default()).router(limit);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
