@@ -265,7 +265,7 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// When set, ingest requests must carry `Authorization: Bearer TOKEN`, or HTTP Basic auth
     /// with TOKEN as the password (Ceilometer can only send Basic: `http://steward:TOKEN@host/…`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_secret")]
     pub bearer_token: Option<Secret>,
     /// TCP listen backlog (Ceilometer loses data on refused connections: keep it large).
     #[serde(default = "default_listen_backlog")]
@@ -373,13 +373,18 @@ impl MeterConfig {
         if self.http.max_body_bytes == 0 {
             bad("http.max_body_bytes", "must be at least 1");
         }
-        if self
+        if let Some(problem) = self
             .http
             .bearer_token
             .as_ref()
-            .is_some_and(|t| t.expose().is_empty())
+            .and_then(|token| secret_problem(token.expose()))
         {
-            bad("http.bearer_token", "must not be empty when set");
+            bad("http.bearer_token", &problem);
+        }
+        for (field, url) in [("store.url", &self.store.url), ("amqp.url", &a.url)] {
+            if let Some(problem) = url_password_problem(url.expose()) {
+                bad(field, &problem);
+            }
         }
         if self.writer.max_records_per_commit == 0 {
             bad("writer.max_records_per_commit", "must be at least 1");
@@ -391,6 +396,54 @@ impl MeterConfig {
         }
         problems
     }
+}
+
+/// A secret field that is present must hold a value: `bearer_token:` with nothing after it
+/// would otherwise read as "no token" and turn authentication off.
+fn present_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(value) => Ok(Some(Secret::new(value))),
+        None => Err(serde::de::Error::custom(
+            "is empty: set a token, or remove the field to run without authentication",
+        )),
+    }
+}
+
+/// Why a secret is unusable: empty, blank, or padded with whitespace (an env file's newline).
+fn secret_problem(secret: &str) -> Option<String> {
+    if secret.trim().is_empty() {
+        Some(
+            "is empty: an empty token would let anyone in; set a token, or remove the field \
+             to run without authentication"
+                .to_owned(),
+        )
+    } else if secret.trim() != secret {
+        Some("starts or ends with whitespace (a stray newline from an env file?)".to_owned())
+    } else {
+        None
+    }
+}
+
+/// A URL whose password is given but empty or blank (`user:@host`, `?password=`).
+fn url_password_problem(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+        && password.trim().is_empty()
+    {
+        return Some("the password in the URL is empty".to_owned());
+    }
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    for pair in query.split('&') {
+        if let Some((key, value)) = pair.split_once('=')
+            && key.eq_ignore_ascii_case("password")
+            && value.trim().is_empty()
+        {
+            return Some("the password in the URL is empty".to_owned());
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -9,9 +9,13 @@
 //! - naive values are UTC (every OpenStack service stores UTC);
 //! - `""`, `null` and `"None"` are *absent* ([`None`]), never the epoch;
 //! - anything else that does not parse is an error, so the caller can quarantine or fall back
-//!   explicitly instead of guessing.
+//!   explicitly instead of guessing — also an epoch number outside 1970-01-01 … 9999-12-31,
+//!   which is never "absent";
+//! - a leap second (`23:59:60.f`) stays inside its minute: it is mapped into the last
+//!   millisecond of `23:59:59` (`23:59:59.999` + f/1000), so it keeps its order and never
+//!   collides with the next second, whose dedup keys it would otherwise take.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc};
 use serde_json::Value;
 
 /// A point in time: microseconds since 1970-01-01T00:00:00Z.
@@ -26,8 +30,15 @@ impl Instant {
         Self(Utc::now().timestamp_micros())
     }
 
-    /// Converts from a chrono UTC datetime.
+    /// Converts from a chrono UTC datetime; a leap second is kept inside its minute (see the
+    /// module docs).
     pub fn from_datetime(dt: DateTime<Utc>) -> Self {
+        let nanos = dt.nanosecond();
+        if nanos >= 1_000_000_000 {
+            let second = dt.timestamp() * 1_000_000;
+            let leap_micros = i64::from(nanos - 1_000_000_000) / 1_000;
+            return Self(second + 999_000 + leap_micros / 1_000);
+        }
         Self(dt.timestamp_micros())
     }
 
@@ -74,12 +85,26 @@ pub struct TimestampError(pub String);
 
 /// Parses one timestamp string. `Ok(None)` means "absent" (`""`, `"None"`, `"null"`).
 pub fn parse_timestamp(text: &str) -> Result<Option<Instant>, TimestampError> {
+    Ok(parse_datetime(text)?.map(Instant::from_datetime))
+}
+
+/// True when `text` names an instant inside a leap second (`23:59:60.f`). Dedup keys that
+/// hold an [`Instant`] add this, because the leap second shares its [`Instant`] range with the
+/// last millisecond of `23:59:59`.
+pub fn is_leap_second(text: &str) -> bool {
+    text.contains(":60")
+        && parse_datetime(text)
+            .is_ok_and(|dt| dt.is_some_and(|dt| dt.nanosecond() >= 1_000_000_000))
+}
+
+/// [`parse_timestamp`] before the conversion to an [`Instant`].
+fn parse_datetime(text: &str) -> Result<Option<DateTime<Utc>>, TimestampError> {
     let s = text.trim();
     if s.is_empty() || s == "None" || s == "null" {
         return Ok(None);
     }
     if let Some(instant) = parse_epoch(s) {
-        return Ok(Some(instant));
+        return Ok(Some(instant.to_datetime()));
     }
     // Normalise the Python `str(datetime)` space separator to RFC 3339's `T`.
     let normalised: std::borrow::Cow<'_, str> = match s.as_bytes().get(10) {
@@ -87,23 +112,23 @@ pub fn parse_timestamp(text: &str) -> Result<Option<Instant>, TimestampError> {
         _ => s.into(),
     };
     if let Ok(dt) = DateTime::parse_from_rfc3339(&normalised) {
-        return Ok(Some(Instant::from_datetime(dt.with_timezone(&Utc))));
+        return Ok(Some(dt.with_timezone(&Utc)));
     }
     // Offsets without a colon (`+0000`) and naive values.
     for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
         if let Ok(dt) = DateTime::parse_from_str(&normalised, format) {
-            return Ok(Some(Instant::from_datetime(dt.with_timezone(&Utc))));
+            return Ok(Some(dt.with_timezone(&Utc)));
         }
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(&normalised, format) {
-            return Ok(Some(Instant::from_datetime(naive.and_utc())));
+            return Ok(Some(naive.and_utc()));
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d")
         && let Some(naive) = date.and_hms_opt(0, 0, 0)
     {
-        return Ok(Some(Instant::from_datetime(naive.and_utc())));
+        return Ok(Some(naive.and_utc()));
     }
     Err(TimestampError(text.to_owned()))
 }
@@ -120,7 +145,34 @@ fn parse_epoch(s: &str) -> Option<Instant> {
         micros_text.push('0');
     }
     let micros: i64 = micros_text.parse().ok()?;
+    if secs > MAX_EPOCH_SECS {
+        return None;
+    }
     Some(Instant(secs.checked_mul(1_000_000)?.checked_add(micros)?))
+}
+
+/// 9999-12-31T23:59:59Z: the last second a timestamp may name.
+const MAX_EPOCH_SECS: i64 = 253_402_300_799;
+
+/// Epoch seconds (integer or decimal) from a JSON number, within 1970 … 9999.
+fn epoch_number(n: &serde_json::Number) -> Result<Instant, TimestampError> {
+    let out_of_range = || {
+        TimestampError(format!(
+            "{n} (epoch seconds out of range 0 … {MAX_EPOCH_SECS})"
+        ))
+    };
+    if let Some(secs) = n.as_i64() {
+        if !(0..=MAX_EPOCH_SECS).contains(&secs) {
+            return Err(out_of_range());
+        }
+        return Ok(Instant(secs * 1_000_000));
+    }
+    match n.as_f64() {
+        Some(secs) if secs.is_finite() && (0.0..=MAX_EPOCH_SECS as f64).contains(&secs) => {
+            Ok(Instant((secs * 1_000_000.0).round() as i64))
+        }
+        _ => Err(out_of_range()),
+    }
 }
 
 /// Parses a JSON value that may hold a timestamp: a string, an integer epoch, or `null`.
@@ -128,10 +180,7 @@ pub fn parse_timestamp_value(value: &Value) -> Result<Option<Instant>, Timestamp
     match value {
         Value::Null => Ok(None),
         Value::String(s) => parse_timestamp(s),
-        Value::Number(n) => match n.as_i64() {
-            Some(secs) => Ok(secs.checked_mul(1_000_000).map(Instant)),
-            None => Err(TimestampError(n.to_string())),
-        },
+        Value::Number(n) => epoch_number(n).map(Some),
         other => Err(TimestampError(other.to_string())),
     }
 }
@@ -196,6 +245,45 @@ mod tests {
         assert_eq!(
             parse_timestamp_value(&serde_json::json!(1683108672)),
             Ok(Some(Instant(BASE)))
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_errors_never_absent() {
+        for n in [
+            serde_json::json!(-1),
+            serde_json::json!(i64::MAX),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(253_402_300_800_i64),
+            serde_json::json!(1e300),
+            serde_json::json!(-0.5),
+        ] {
+            let result = parse_timestamp_value(&n);
+            assert!(result.is_err(), "{n} gave {result:?}");
+        }
+        assert_eq!(
+            parse_timestamp_value(&serde_json::json!(1683108672.25)),
+            Ok(Some(Instant(BASE + 250_000)))
+        );
+        assert!(parse_timestamp("99999999999999999999").is_err());
+        assert!(parse_timestamp("253402300800").is_err());
+    }
+
+    #[test]
+    fn a_leap_second_stays_in_its_minute_and_apart_from_the_next_second() {
+        let midnight = at("2016-12-31T23:59:59Z") + 1_000_000;
+        let leap = at("2016-12-31T23:59:60Z");
+        let leap_late = at("2016-12-31T23:59:60.5Z");
+        assert!(
+            leap < midnight && leap_late < midnight,
+            "{leap} {leap_late} {midnight}"
+        );
+        assert!(at("2016-12-31T23:59:59.998Z") < leap && leap < leap_late);
+        assert_eq!(Instant(leap).seconds(), Instant(midnight).seconds() - 1);
+        assert_eq!(
+            at("2016-12-31 23:59:60.500000"),
+            leap_late,
+            "every shape alike"
         );
     }
 

@@ -240,16 +240,32 @@ fn substitute(line: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Strin
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid variable name in ${{{expr}}}"));
         }
-        match (env(name), default) {
-            (Some(value), _) => out.push_str(&value),
-            (None, Some(default)) => out.push_str(default),
+        let value = match (env(name), default) {
+            (Some(value), _) => value,
+            (None, Some(default)) => default.to_owned(),
             (None, None) => {
                 return Err(format!(
                     "environment variable {name} is not set (used as ${{{name}}})"
                 ));
             }
-        }
+        };
         rest = &after[end + 1..];
+        // `key: ${EMPTY}` would read as YAML null, i.e. "not set": for a token that would turn
+        // authentication off silently. An empty value that is the whole scalar stays an empty
+        // string, which the field's own check then refuses.
+        let whole_scalar = {
+            let before = out.trim_end();
+            let after = rest.trim();
+            (before.ends_with(':') || before.ends_with('-'))
+                && (after.is_empty() || after.starts_with('#'))
+        };
+        if value.trim().is_empty() && whole_scalar {
+            out.push('\'');
+            out.push_str(&value);
+            out.push('\'');
+        } else {
+            out.push_str(&value);
+        }
     }
     out.push_str(rest);
     Ok(out)
@@ -288,6 +304,37 @@ mod tests {
             config.meter.http.bearer_token.unwrap().expose(),
             "${literal}"
         );
+    }
+
+    #[test]
+    fn an_empty_secret_from_the_environment_is_an_error_not_no_authentication() {
+        for value in ["", "   ", "\t"] {
+            let problems = parse_with(
+                "meter:\n  http:\n    bearer_token: ${STEWARD_HTTP_TOKEN}\n",
+                &[("STEWARD_HTTP_TOKEN", value)],
+            )
+            .unwrap_err();
+            assert_eq!(problems.len(), 1, "{value:?}");
+            assert_eq!(
+                problems[0].field.as_deref(),
+                Some("meter.http.bearer_token")
+            );
+            assert_eq!(problems[0].line, Some(3));
+        }
+        let problems =
+            parse_with("meter:\n  http:\n    bearer_token: ${T:-}  # none\n", &[]).unwrap_err();
+        assert_eq!(
+            problems[0].field.as_deref(),
+            Some("meter.http.bearer_token")
+        );
+        // Inside a longer value an empty variable is just empty text.
+        let problems = parse_with(
+            "meter:\n  store:\n    url: postgres://steward:${PW}@db/steward\n",
+            &[("PW", "")],
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].field.as_deref(), Some("meter.store.url"));
+        assert!(problems[0].message.contains("password"), "{}", problems[0]);
     }
 
     #[test]

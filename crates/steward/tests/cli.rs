@@ -204,3 +204,38 @@ fn images_validate_accepts_the_shipped_catalogue_and_locates_problems() {
     assert_eq!(json["errors"], 1);
     assert_eq!(json["problems"][0]["field"], "images[0].meta.os_distro");
 }
+
+#[test]
+fn config_check_refuses_an_empty_token_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "token.yaml",
+        "meter:\n  http:\n    bearer_token: ${STEWARD_HTTP_TOKEN}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["config", "check", &path])
+        .env_remove("STEWARD_CONFIG")
+        .env("STEWARD_HTTP_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{path}:3: meter.http.bearer_token: is empty")),
+        "{text}"
+    );
+    // `serve` refuses the same file instead of starting without authentication.
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["--config", &path, "meter", "serve"])
+        .env_remove("STEWARD_CONFIG")
+        .env("STEWARD_HTTP_TOKEN", "  ")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bearer_token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -16,7 +16,7 @@ pub(super) async fn connect(
 ) -> Result<AnyPool, StoreError> {
     // Validate the URL and create the folder before sqlx tries to open the file.
     let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-        url: url.to_owned(),
+        url: super::redact_url(url),
         source,
     })?;
     let path = options.get_filename();
@@ -47,7 +47,7 @@ pub(super) async fn connect(
         .connect(&any_url)
         .await
         .map_err(|source| StoreError::Connect {
-            url: url.to_owned(),
+            url: super::redact_url(url),
             source,
         })?;
     sqlx::migrate!("migrations/sqlite")

@@ -679,3 +679,16 @@ async fn credentials_never_reach_the_store(store: &SqlStore) {
         assert!(reason.contains("scrubbed"), "{reason}");
     }
 }
+
+#[test]
+fn urls_are_redacted_in_userinfo_and_query() {
+    assert_eq!(
+        super::redact_url("postgres://steward:s3cret@db/steward"),
+        "postgres://steward:***@db/steward"
+    );
+    let redacted =
+        super::redact_url("postgres://steward@db/steward?sslmode=require&password=s3cret&x=1");
+    assert!(!redacted.contains("s3cret"), "{redacted}");
+    assert!(redacted.contains("sslmode=require") && redacted.contains("x=1"));
+    assert_eq!(super::redact_url("sqlite://./a.db"), "sqlite://./a.db");
+}

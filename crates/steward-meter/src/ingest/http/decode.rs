@@ -152,8 +152,9 @@ fn decode_sample(
     let map = object(item)?;
     let meter = text(&map, &["name", "counter_name"]).ok_or("sample has no name")?;
     let resource_id = text(&map, &["resource_id"]).ok_or("sample has no resource_id")?;
-    let timestamp = text(&map, &["timestamp"]).ok_or("sample has no timestamp")?;
-    let timestamp = parse_timestamp(timestamp)
+    let timestamp_text = text(&map, &["timestamp"]).ok_or("sample has no timestamp")?;
+    let leap = crate::time::is_leap_second(timestamp_text);
+    let timestamp = parse_timestamp(timestamp_text)
         .map_err(|e| format!("field timestamp: {e}"))?
         .ok_or("sample has no timestamp")?;
     let volume = map
@@ -171,7 +172,11 @@ fn decode_sample(
         timestamp,
         metadata: map.get("resource_metadata"),
     });
-    let dedup_key = format!("sample:{meter}:{resource_id}:{}", timestamp.micros());
+    let dedup_key = format!(
+        "sample:{meter}:{resource_id}:{}{}",
+        timestamp.micros(),
+        if leap { ":leap" } else { "" }
+    );
     let message_id = text(&map, &["id", "message_id"]).map(str::to_owned);
     let meter = meter.to_owned();
     let (body, scrubbed) = scrubbed_item(item, map, scrubber);

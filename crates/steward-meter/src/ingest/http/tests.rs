@@ -503,3 +503,26 @@ async fn store_failure_gets_503_so_nothing_is_acknowledged() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_sample_in_a_leap_second_is_not_a_duplicate_of_the_next_second() {
+    let sample = |ts: &str| {
+        serde_json::json!({"name": "cpu", "resource_id": "r-1", "volume": 1, "type": "cumulative",
+                           "unit": "ns", "timestamp": ts})
+    };
+    let body = serde_json::json!([
+        sample("2016-12-31T23:59:59.999"),
+        sample("2016-12-31T23:59:60"),
+        sample("2017-01-01T00:00:00"),
+    ])
+    .to_string();
+    let items = accepted(decode_body(
+        body.as_bytes(),
+        Expect::Samples,
+        Instant(0),
+        &Scrubber::default(),
+    ));
+    let keys: std::collections::HashSet<_> =
+        items.iter().map(|a| a.record.dedup_key.clone()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+}
