@@ -274,6 +274,16 @@ pub struct HttpConfig {
     /// gap at the next start.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// Longest time a client may take to send a request's head; slower clients are dropped.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Longest time a client may take to send a request's body; then `408` and nothing stored.
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: u64,
+    /// After SIGTERM, how long requests in flight may take to finish before they are dropped
+    /// unanswered (their senders retry; nothing unanswered was acknowledged).
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -285,6 +295,9 @@ impl Default for HttpConfig {
             bearer_token: None,
             listen_backlog: default_listen_backlog(),
             heartbeat_secs: default_heartbeat_secs(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            body_read_timeout_secs: default_body_read_timeout_secs(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
         }
     }
 }
@@ -300,6 +313,15 @@ fn default_listen_backlog() -> u32 {
 }
 fn default_heartbeat_secs() -> u64 {
     5
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_body_read_timeout_secs() -> u64 {
+    60
+}
+fn default_shutdown_grace_secs() -> u64 {
+    10
 }
 
 /// `meter.writer`.

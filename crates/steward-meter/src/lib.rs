@@ -47,6 +47,7 @@ pub mod record;
 pub mod report;
 pub mod scrub;
 pub mod serve;
+pub mod server;
 pub mod store;
 pub mod time;
 pub mod usage;

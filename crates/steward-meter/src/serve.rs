@@ -48,9 +48,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Http(#[source] std::io::Error),
 }
 
 #[derive(Clone)]
@@ -113,7 +110,11 @@ pub async fn serve(
                 http.bearer_token.clone(),
                 config.scrub.scrubber(),
             )
-            .router(http.max_body_bytes),
+            .with_body_limits(
+                http.max_body_bytes,
+                Duration::from_secs(http.body_read_timeout_secs.max(1)),
+            )
+            .router(),
         );
         Some(tokio::spawn(heartbeat(
             store.clone(),
@@ -131,17 +132,11 @@ pub async fn serve(
     tracing::info!(listen = %http.listen, ingest = http.enabled, "http listening");
     drop(writer);
 
-    let mut http_shutdown = shutdown.clone();
-    let server = axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        app,
-    )
-    .with_graceful_shutdown(async move {
-        let _ = http_shutdown.wait_for(|stop| *stop).await;
-    });
-    let result = server.await.map_err(ServeError::Http);
+    let limits = crate::server::ServerLimits {
+        header_read_timeout: Duration::from_secs(http.header_read_timeout_secs.max(1)),
+        shutdown_grace: Duration::from_secs(http.shutdown_grace_secs),
+    };
+    crate::server::run(listener, app, limits, shutdown.clone()).await;
     // The HTTP side is done; wait for the AMQP source to flush and acknowledge.
     let _ = shutdown.wait_for(|stop| *stop).await;
     if let Some(task) = amqp_task {
@@ -152,8 +147,8 @@ pub async fn serve(
     }
     // Every writer handle is gone now: the writer commits what is queued and stops.
     let _ = writer_task.await;
-    tracing::info!("ingest stopped; everything received was committed");
-    result
+    tracing::info!("ingest stopped; everything acknowledged was committed");
+    Ok(())
 }
 
 /// State of the report pull API.

@@ -131,6 +131,18 @@ pub struct CommitOutcome {
     pub rejected: Vec<Rejected>,
 }
 
+impl CommitOutcome {
+    /// Adds `other` (a later commit of the same request) to this outcome.
+    pub fn absorb(&mut self, other: CommitOutcome) {
+        self.records += other.records;
+        self.duplicates += other.duplicates;
+        self.facts += other.facts;
+        self.fact_duplicates += other.fact_duplicates;
+        self.quarantined += other.quarantined;
+        self.rejected.extend(other.rejected);
+    }
+}
+
 /// Per-source ingest counters, as kept in the store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceStats {

@@ -76,3 +76,41 @@ pub(crate) fn unauthorized() -> Response {
     )
         .into_response()
 }
+
+/// `413` with the limit, before or while the body is read; the connection is closed so the
+/// rest of the body is not read either.
+pub(crate) fn too_large(limit: usize) -> Response {
+    metrics::counter!(m::HTTP_REQUESTS, "status" => "413").increment(1);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [("connection", "close")],
+        Json(json!({
+            "error": format!("body larger than meter.http.max_body_bytes ({limit} bytes); nothing stored"),
+        })),
+    )
+        .into_response()
+}
+
+/// `408`: the body did not arrive in time; nothing stored.
+pub(crate) fn body_timeout(timeout: std::time::Duration) -> Response {
+    metrics::counter!(m::HTTP_REQUESTS, "status" => "408").increment(1);
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [("connection", "close")],
+        Json(json!({
+            "error": format!("body not received within {} s; nothing stored", timeout.as_secs()),
+        })),
+    )
+        .into_response()
+}
+
+/// `400`: the body could not be read (the client broke the stream off).
+pub(crate) fn unreadable() -> Response {
+    metrics::counter!(m::HTTP_REQUESTS, "status" => "400").increment(1);
+    (
+        StatusCode::BAD_REQUEST,
+        [("connection", "close")],
+        Json(json!({ "error": "the body could not be read; nothing stored" })),
+    )
+        .into_response()
+}

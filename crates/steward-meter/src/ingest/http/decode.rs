@@ -22,13 +22,51 @@ pub enum Expect {
     Samples,
 }
 
-/// Decodes a whole POST body into one decoded entry per item.
+/// Items handed to the writer at a time while a post is decoded.
+pub const CHUNK_ITEMS: usize = 1000;
+
+/// Malformed items of one post quarantined one by one; beyond this many, the whole post is kept
+/// as one more entry instead, so a hostile post of millions of tiny bad items costs its own
+/// size in the store and in memory, not hundreds of bytes per item.
+pub const MAX_ITEM_QUARANTINE: usize = 100;
+
+/// What a decoded post held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PostSummary {
+    /// Items in the post.
+    pub items: usize,
+    /// Items that could not be decoded.
+    pub malformed: usize,
+}
+
+/// Decodes a whole POST body into one decoded entry per item (see [`decode_stream`]).
 pub fn decode_body(
     body: &[u8],
     expect: Expect,
     received_at: Instant,
     scrubber: &Scrubber,
 ) -> Vec<Decoded> {
+    let mut all = Vec::new();
+    decode_stream(body, expect, received_at, scrubber, CHUNK_ITEMS, |chunk| {
+        all.extend(chunk);
+        true
+    });
+    all
+}
+
+/// Decodes a POST body item by item, handing chunks of at most `chunk_items` decoded items to
+/// `sink` as it goes (memory stays bounded by the chunk, whatever the item count); stops early
+/// when `sink` returns false. A body that is not a JSON list or object is one quarantine entry.
+/// Malformed items beyond [`MAX_ITEM_QUARANTINE`] are covered by one entry holding the whole
+/// post.
+pub fn decode_stream(
+    body: &[u8],
+    expect: Expect,
+    received_at: Instant,
+    scrubber: &Scrubber,
+    chunk_items: usize,
+    mut sink: impl FnMut(Vec<Decoded>) -> bool,
+) -> PostSummary {
     let quarantine = |reason: String, bytes: &[u8]| {
         Decoded::Quarantined(Quarantined::scrubbed(
             Quarantined {
@@ -44,33 +82,96 @@ pub fn decode_body(
     };
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
-        Err(e) => return vec![quarantine(format!("body is not UTF-8: {e}"), body)],
-    };
-    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
-        match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => items,
-            Err(e) => return vec![quarantine(format!("body is not a JSON array: {e}"), body)],
-        }
-    } else {
-        match serde_json::from_str::<&RawValue>(text) {
-            Ok(item) => vec![item],
-            Err(e) => return vec![quarantine(format!("body is not JSON: {e}"), body)],
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            let item = raw.get();
-            let result = match expect {
-                Expect::Events => decode_event(item, received_at, scrubber),
-                Expect::Samples => decode_sample(item, received_at, scrubber),
+        Err(e) => {
+            sink(vec![quarantine(format!("body is not UTF-8: {e}"), body)]);
+            return PostSummary {
+                items: 1,
+                malformed: 1,
             };
-            result.map(Decoded::Accepted).unwrap_or_else(|reason| {
-                quarantine(format!("item {index}: {reason}"), item.as_bytes())
-            })
-        })
-        .collect()
+        }
+    };
+    let is_list = text.trim_start().starts_with('[');
+    // Validate the whole document first (without building it), so that a post truncated at the
+    // end is kept whole instead of being stored in part.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        let what = if is_list { "a JSON array" } else { "JSON" };
+        sink(vec![quarantine(format!("body is not {what}: {e}"), body)]);
+        return PostSummary {
+            items: 1,
+            malformed: 1,
+        };
+    }
+    let mut summary = PostSummary::default();
+    let mut chunk = Vec::with_capacity(chunk_items.min(1024));
+    let mut open = true;
+    let mut handle = |raw: &RawValue, chunk: &mut Vec<Decoded>| -> bool {
+        let index = summary.items;
+        summary.items += 1;
+        let item = raw.get();
+        let result = match expect {
+            Expect::Events => decode_event(item, received_at, scrubber),
+            Expect::Samples => decode_sample(item, received_at, scrubber),
+        };
+        match result {
+            Ok(accepted) => chunk.push(Decoded::Accepted(accepted)),
+            Err(reason) => {
+                summary.malformed += 1;
+                if summary.malformed <= MAX_ITEM_QUARANTINE {
+                    chunk.push(quarantine(
+                        format!("item {index}: {reason}"),
+                        item.as_bytes(),
+                    ));
+                }
+            }
+        }
+        if chunk.len() >= chunk_items.max(1) {
+            open = sink(std::mem::take(chunk));
+        }
+        open
+    };
+    if is_list {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let _ = serde::Deserializer::deserialize_seq(
+            &mut de,
+            ItemVisitor(|raw: &RawValue| handle(raw, &mut chunk)),
+        );
+    } else if let Ok(item) = serde_json::from_str::<&RawValue>(text) {
+        handle(item, &mut chunk);
+    }
+    if summary.malformed > MAX_ITEM_QUARANTINE {
+        chunk.push(quarantine(
+            format!(
+                "{} of {} items are malformed; the first {MAX_ITEM_QUARANTINE} are kept one by \
+                 one, this entry keeps the whole post",
+                summary.malformed, summary.items
+            ),
+            body,
+        ));
+    }
+    if open && !chunk.is_empty() {
+        sink(chunk);
+    }
+    summary
+}
+
+/// Calls its function with each element of a JSON array as raw text, until it returns false.
+struct ItemVisitor<F>(F);
+
+impl<'de, F: FnMut(&RawValue) -> bool> serde::de::Visitor<'de> for ItemVisitor<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            if !(self.0)(raw) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn object(item: &str) -> Result<serde_json::Map<String, Value>, String> {

@@ -18,12 +18,15 @@ pub mod decode;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
+use futures_lite::StreamExt;
 
 use crate::config::Secret;
 use crate::ingest::Writer;
@@ -32,7 +35,7 @@ use crate::record::Batch;
 use crate::record::Decoded;
 use crate::time::Instant;
 
-pub use decode::{Expect, decode_body};
+pub use decode::{Expect, PostSummary, decode_body, decode_stream};
 
 /// State shared by the ingest handlers.
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub struct HttpIngest {
     writer: Writer,
     token: Option<Secret>,
     scrubber: std::sync::Arc<crate::scrub::Scrubber>,
+    max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl HttpIngest {
@@ -50,39 +55,109 @@ impl HttpIngest {
             writer,
             token,
             scrubber: std::sync::Arc::new(scrubber),
+            max_body_bytes: 16 * 1024 * 1024,
+            body_timeout: Duration::from_secs(60),
         }
     }
 
-    /// The ingest routes, with the body limit applied.
-    pub fn router(self, max_body_bytes: usize) -> Router {
+    /// Sets the largest accepted body and the time a client has to send it.
+    pub fn with_body_limits(mut self, max_body_bytes: usize, body_timeout: Duration) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// The ingest routes.
+    pub fn router(self) -> Router {
         Router::new()
             .route("/v1/ceilometer/events", post(events))
             .route("/v1/ceilometer/samples", post(samples))
-            .layer(DefaultBodyLimit::max(max_body_bytes))
             .with_state(self)
+    }
+
+    /// Reads the body within the size and time limits, or the answer that refuses it.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+        let announced = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(ack::too_large(self.max_body_bytes));
+        }
+        let limit = self.max_body_bytes;
+        let read = async {
+            let mut stream = body.into_data_stream();
+            let mut bytes = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+            while let Some(frame) = stream.next().await {
+                let frame = frame.map_err(|_| ack::unreadable())?;
+                if bytes.len() + frame.len() > limit {
+                    return Err(ack::too_large(limit));
+                }
+                bytes.extend_from_slice(&frame);
+            }
+            Ok(Bytes::from(bytes))
+        };
+        match tokio::time::timeout(self.body_timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(ack::body_timeout(self.body_timeout)),
+        }
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
         authorized(headers, self.token.as_ref())
     }
 
-    async fn ingest(&self, headers: HeaderMap, body: Bytes, expect: Expect) -> Response {
+    async fn ingest(&self, headers: HeaderMap, body: Body, expect: Expect) -> Response {
         let received = std::time::Instant::now();
         if !self.authorized(&headers) {
             return ack::unauthorized();
         }
-        let decoded = decode_body(&body, expect, Instant::now(), &self.scrubber);
-        metrics::counter!(m::RECEIVED, "source" => "http").increment(decoded.len() as u64);
-        let mut batch = Batch::default();
+        let body = match self.read_body(&headers, body).await {
+            Ok(body) => body,
+            Err(refusal) => return refusal,
+        };
+        // Decoding is CPU work on up to `max_body_bytes`: a blocking thread hands chunks over a
+        // short channel, and each chunk is committed before the next is taken.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Decoded>>(1);
+        let scrubber = self.scrubber.clone();
+        let decoder = tokio::task::spawn_blocking(move || {
+            decode::decode_stream(
+                &body,
+                expect,
+                Instant::now(),
+                &scrubber,
+                decode::CHUNK_ITEMS,
+                |chunk| tx.blocking_send(chunk).is_ok(),
+            )
+        });
+        let mut total = crate::store::CommitOutcome::default();
+        let mut accepted = 0;
         let mut reasons = Vec::new();
-        for d in decoded {
-            if let Decoded::Quarantined(q) = &d {
-                reasons.push(q.reason.clone());
+        let mut failure = None;
+        while let Some(chunk) = rx.recv().await {
+            metrics::counter!(m::RECEIVED, "source" => "http").increment(chunk.len() as u64);
+            let mut batch = Batch::default();
+            for d in chunk {
+                if let Decoded::Quarantined(q) = &d {
+                    reasons.push(q.reason.clone());
+                }
+                batch.push(d);
             }
-            batch.push(d);
+            accepted += batch.accepted.len();
+            match self.writer.commit(batch).await {
+                Ok(outcome) => total.absorb(outcome),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
         }
-        let accepted = batch.accepted.len();
-        let result = self.writer.commit(batch).await;
+        drop(rx);
+        let _ = decoder.await;
+        let result = match failure {
+            Some(error) => Err(error),
+            None => Ok(total),
+        };
         let response = ack::respond(result, accepted, reasons);
         metrics::histogram!(m::ACK_LATENCY_SECONDS, "source" => "http")
             .record(received.elapsed().as_secs_f64());
@@ -90,11 +165,11 @@ impl HttpIngest {
     }
 }
 
-async fn events(State(s): State<HttpIngest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn events(State(s): State<HttpIngest>, headers: HeaderMap, body: Body) -> Response {
     s.ingest(headers, body, Expect::Events).await
 }
 
-async fn samples(State(s): State<HttpIngest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn samples(State(s): State<HttpIngest>, headers: HeaderMap, body: Body) -> Response {
     s.ingest(headers, body, Expect::Samples).await
 }
 

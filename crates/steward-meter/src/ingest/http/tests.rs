@@ -370,10 +370,20 @@ impl Store for BrokenStore {
 /// Serves the ingest routes on a loopback port; returns the base URL.
 async fn serve(store: Arc<dyn Store>, token: Option<&str>, limit: usize) -> String {
     let (writer, _task) = Writer::spawn(store, WriterConfig::default());
-    let app = HttpIngest::new(writer, token.map(Secret::new), Scrubber::default()).router(limit);
+    let app = HttpIngest::new(writer, token.map(Secret::new), Scrubber::default())
+        .with_body_limits(limit, std::time::Duration::from_secs(2))
+        .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let limits = crate::server::ServerLimits {
+        header_read_timeout: std::time::Duration::from_secs(1),
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::server::run(listener, app, limits, shutdown).await;
+        drop(stop);
+    });
     format!("http://{addr}")
 }
 
@@ -525,4 +535,203 @@ fn a_sample_in_a_leap_second_is_not_a_duplicate_of_the_next_second() {
     let keys: std::collections::HashSet<_> =
         items.iter().map(|a| a.record.dedup_key.clone()).collect();
     assert_eq!(keys.len(), 3, "{keys:?}");
+}
+
+/// Sends `head` (and then nothing) on a raw connection; returns what the server answered and
+/// how long it took, or `None` when it closed the connection without an answer.
+async fn raw_exchange(
+    base: &str,
+    head: &str,
+    wait: std::time::Duration,
+) -> (Option<String>, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server held the connection for more than {wait:?}"
+    );
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    ((!text.is_empty()).then_some(text), started.elapsed())
+}
+
+#[tokio::test]
+async fn an_announced_oversize_body_gets_413_before_it_is_sent() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1024).await;
+    let head =
+        "POST /v1/ceilometer/events HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n";
+    let (answer, took) = raw_exchange(&base, head, std::time::Duration::from_secs(5)).await;
+    let answer = answer.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max_body_bytes"), "{answer}");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1024).await;
+    let chunk = "x".repeat(4000);
+    let head = format!(
+        "POST /v1/ceilometer/events HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
+        chunk.len()
+    );
+    let (answer, _) = raw_exchange(&base, &head, std::time::Duration::from_secs(5)).await;
+    assert!(answer.expect("an answer").starts_with("HTTP/1.1 413"));
+    assert_eq!(store.status().await.unwrap().records_total, 0);
+}
+
+#[tokio::test]
+async fn a_client_stalling_in_the_header_is_dropped() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store, None, 1 << 20).await;
+    // The test server's header read timeout is 1 s.
+    let (_, took) = raw_exchange(
+        &base,
+        "POST /v1/ceilometer/events HTTP/1.1\r\nhost:",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_client_stalling_in_the_body_gets_408_and_nothing_is_stored() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 1 << 20).await;
+    // The test server's body timeout is 2 s.
+    let head = "POST /v1/ceilometer/events HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n[{\"message_id\"";
+    let (answer, took) = raw_exchange(&base, head, std::time::Duration::from_secs(6)).await;
+    assert!(answer.expect("an answer").starts_with("HTTP/1.1 408"));
+    assert!(took >= std::time::Duration::from_millis(1900), "{took:?}");
+    assert_eq!(store.status().await.unwrap().records_total, 0);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_bounded_time_with_a_client_mid_body() {
+    use tokio::io::AsyncWriteExt;
+    let (store, _dir) = sqlite().await;
+    let (writer, _task) = Writer::spawn(store, WriterConfig::default());
+    let app = HttpIngest::new(writer, None, Scrubber::default())
+        .with_body_limits(1 << 20, std::time::Duration::from_secs(600))
+        .router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = crate::server::ServerLimits {
+        header_read_timeout: std::time::Duration::from_secs(600),
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::server::run(listener, app, limits, shutdown));
+    let mut mid_body = tokio::net::TcpStream::connect(addr).await.unwrap();
+    mid_body
+        .write_all(
+            b"POST /v1/ceilometer/events HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n[",
+        )
+        .await
+        .unwrap();
+    let mut mid_header = tokio::net::TcpStream::connect(addr).await.unwrap();
+    mid_header.write_all(b"POST /v1/ceil").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_post_of_countless_tiny_bad_items_is_kept_whole_and_answered() {
+    let (store, _dir) = sqlite().await;
+    let base = serve(store.clone(), None, 16 << 20).await;
+    let items = 300_000;
+    let mut body = String::with_capacity(items * 2 + 200);
+    body.push('[');
+    for i in 0..items {
+        if i == 1234 {
+            body.push_str(r#"{"message_id": "good-1", "event_type": "compute.instance.exists", "traits": []},"#);
+        }
+        body.push_str(if i + 1 < items { "1," } else { "1" });
+    }
+    body.push(']');
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/ceilometer/events"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["stored"], 1, "the good item among them is stored");
+    let reasons = answer["quarantined"].as_array().unwrap();
+    assert_eq!(reasons.len(), super::decode::MAX_ITEM_QUARANTINE + 1);
+    assert!(
+        reasons
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("300000 of 300001 items are malformed"),
+        "{}",
+        reasons.last().unwrap()
+    );
+    // The hundred identical bad items are one entry (same bytes), plus the whole post.
+    let status = store.status().await.unwrap();
+    assert_eq!(status.quarantined_total, 2);
+    // The whole post is kept byte for byte.
+    let whole = store.quarantine_list(1).await.unwrap().remove(0);
+    assert_eq!(whole.body, body.as_bytes());
+}
+
+#[test]
+fn streaming_decode_hands_over_bounded_chunks_and_stops_when_asked() {
+    let body = format!(
+        "[{}]",
+        vec![r#"{"message_id": "m", "event_type": "x"}"#; 2500].join(",")
+    );
+    let mut sizes = Vec::new();
+    let summary = super::decode_stream(
+        body.as_bytes(),
+        Expect::Events,
+        Instant(0),
+        &Scrubber::default(),
+        1000,
+        |chunk| {
+            sizes.push(chunk.len());
+            true
+        },
+    );
+    assert_eq!(sizes, [1000, 1000, 500]);
+    assert_eq!(summary.items, 2500);
+    let mut calls = 0;
+    super::decode_stream(
+        body.as_bytes(),
+        Expect::Events,
+        Instant(0),
+        &Scrubber::default(),
+        1000,
+        |_| {
+            calls += 1;
+            false
+        },
+    );
+    assert_eq!(calls, 1, "a closed sink stops the decoding");
+    // A truncated list is one entry, never stored in part.
+    let truncated = &body.as_bytes()[..body.len() - 1];
+    let all = decode_body(truncated, Expect::Events, Instant(0), &Scrubber::default());
+    assert_eq!(all.len(), 1);
+    assert!(
+        matches!(&all[0], Decoded::Quarantined(q) if q.reason.starts_with("body is not a JSON array"))
+    );
 }
