@@ -164,9 +164,16 @@ pub struct AmqpConfig {
     /// Routing keys bound on every exchange.
     #[serde(default = "default_routing_keys")]
     pub routing_keys: Vec<String>,
-    /// Unacknowledged deliveries the broker may send ahead (AMQP prefetch).
+    /// Most unacknowledged deliveries the broker may send ahead (AMQP prefetch). Steward lowers
+    /// it while messages are large, so that prefetch × message size stays within
+    /// `max_inflight_bytes`.
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
+    /// Memory budget for deliveries received but not yet acknowledged. AMQP prefetch counts
+    /// messages, not bytes: Steward sizes it from the largest message seen recently and commits
+    /// a batch early once it holds a quarter of this.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: usize,
     /// Commit after this many deliveries…
     #[serde(default = "default_batch_max_messages")]
     pub batch_max_messages: usize,
@@ -192,6 +199,7 @@ impl Default for AmqpConfig {
             exchange_durable: false,
             routing_keys: default_routing_keys(),
             prefetch: default_prefetch(),
+            max_inflight_bytes: default_max_inflight_bytes(),
             batch_max_messages: default_batch_max_messages(),
             batch_max_wait_ms: default_batch_max_wait_ms(),
             reconnect_initial_ms: default_reconnect_initial_ms(),
@@ -235,6 +243,9 @@ fn default_routing_keys() -> Vec<String> {
 }
 fn default_prefetch() -> u16 {
     2000
+}
+fn default_max_inflight_bytes() -> usize {
+    64 * 1024 * 1024
 }
 fn default_batch_max_messages() -> usize {
     500
@@ -385,6 +396,12 @@ impl MeterConfig {
         }
         if usize::from(a.prefetch) < a.batch_max_messages {
             bad("amqp.prefetch", "must be at least amqp.batch_max_messages");
+        }
+        if a.max_inflight_bytes < 1024 * 1024 {
+            bad(
+                "amqp.max_inflight_bytes",
+                "must be at least 1048576 (1 MiB)",
+            );
         }
         if a.reconnect_initial_ms == 0 || a.reconnect_max_ms < a.reconnect_initial_ms {
             bad(

@@ -29,13 +29,15 @@ pub const COMMIT_SECONDS: &str = "steward_store_commit_seconds";
 pub const COMMIT_FAILURES: &str = "steward_store_commit_failures_total";
 /// 1 while connected to RabbitMQ, else 0.
 pub const AMQP_CONNECTED: &str = "steward_amqp_connected";
+/// The AMQP prefetch in force (sized by bytes in flight).
+pub const AMQP_PREFETCH: &str = "steward_amqp_prefetch";
 /// AMQP connection attempts that failed.
 pub const AMQP_CONNECT_FAILURES: &str = "steward_amqp_connect_failures_total";
 /// Gaps recorded (`source`).
 pub const GAPS: &str = "steward_gaps_total";
 /// Gaps currently open (`source`).
 pub const GAPS_OPEN: &str = "steward_gaps_open";
-/// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `413`, `503`).
+/// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `408`, `413`, `503`).
 pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
 
 /// Registers descriptions (units and help texts) for every metric.
@@ -63,6 +65,10 @@ pub fn describe() {
     describe_counter!(COMMIT_FAILURES, "Store transactions that failed.");
     describe_gauge!(AMQP_CONNECTED, "1 while connected to RabbitMQ.");
     describe_counter!(AMQP_CONNECT_FAILURES, "Failed AMQP connection attempts.");
+    describe_gauge!(
+        AMQP_PREFETCH,
+        "AMQP prefetch in force, sized so that prefetch x message size stays within the budget."
+    );
     describe_counter!(
         GAPS,
         "Gaps recorded (windows in which a source could not receive)."

@@ -112,8 +112,9 @@ impl Scrubber {
         (!found.is_empty()).then(|| found.join(","))
     }
 
-    /// Scrubs bytes that may not be JSON (quarantine): every string value that follows a listed
-    /// key, quoted or JSON-escaped, is replaced. Returns whether anything was replaced.
+    /// Scrubs bytes that may not be JSON (quarantine): every value that follows a listed key —
+    /// a string, or a whole object or array — is replaced, also where the JSON is escaped inside
+    /// a string (oslo 2.0's `oslo.message`). Returns whether anything was replaced.
     pub fn scrub_text(&self, body: &mut Vec<u8>) -> bool {
         if !self
             .keys
@@ -127,12 +128,12 @@ impl Scrubber {
         let mut i = 0;
         while i < body.len() {
             if body[i] == b'"'
-                && let Some((value_start, value_end)) = self.secret_value_at(body, i)
+                && let Some(found) = self.secret_value_at(body, i)
             {
-                out.extend_from_slice(&body[i..value_start]);
-                out.extend_from_slice(SCRUBBED.as_bytes());
+                out.extend_from_slice(&body[i..found.start]);
+                out.extend_from_slice(&found.replacement);
                 changed = true;
-                i = value_end;
+                i = found.end;
                 continue;
             }
             out.push(body[i]);
@@ -144,9 +145,9 @@ impl Scrubber {
         changed
     }
 
-    /// At a quote that opens a key: `(start of its string value, end of the value)` when the
-    /// key is listed and a string value follows.
-    fn secret_value_at(&self, body: &[u8], quote: usize) -> Option<(usize, usize)> {
+    /// At a quote that opens a key: where its value lies and what replaces it, when the key is
+    /// listed and a string, object or array value follows.
+    fn secret_value_at(&self, body: &[u8], quote: usize) -> Option<TextValue> {
         let start = quote + 1;
         let mut end = start;
         while end < body.len() && body[end] != b'"' && body[end] != b'\\' {
@@ -156,45 +157,114 @@ impl Scrubber {
         if key.is_empty() || !self.is_secret_key(key) {
             return None;
         }
-        // Past the closing quote (`"` or `\"`), whitespace and the colon.
-        let mut p = end;
-        if body.get(p) == Some(&b'\\') {
-            p += 1;
-        }
-        if body.get(p) != Some(&b'"') {
+        // A key closed by `\"` is JSON written inside a JSON string: every quote and backslash
+        // of that inner document carries one more backslash.
+        let escaped = body.get(end) == Some(&b'\\');
+        let (c, n) = inner_char(body, end, escaped)?;
+        if c != b'"' {
             return None;
         }
-        p += 1;
-        while body.get(p).is_some_and(|b| b.is_ascii_whitespace()) {
-            p += 1;
-        }
-        if body.get(p) != Some(&b':') {
+        let mut p = skip_space(body, end + n, escaped);
+        let (c, n) = inner_char(body, p, escaped)?;
+        if c != b':' {
             return None;
         }
-        p += 1;
-        while body.get(p).is_some_and(|b| b.is_ascii_whitespace()) {
-            p += 1;
-        }
-        // The value's opening quote, escaped inside a JSON string or not.
-        let escaped = body.get(p) == Some(&b'\\');
-        if escaped {
-            p += 1;
-        }
-        if body.get(p) != Some(&b'"') {
-            return None;
-        }
-        let value_start = p + 1;
-        let mut q = value_start;
-        while q < body.len() {
-            match body[q] {
-                b'\\' if escaped && body.get(q + 1) == Some(&b'"') => break,
-                b'\\' => q += 2,
-                b'"' => break,
-                _ => q += 1,
+        p = skip_space(body, p + n, escaped);
+        let (c, n) = inner_char(body, p, escaped)?;
+        match c {
+            b'"' => {
+                let value_start = p + n;
+                let value_end = string_end(body, value_start, escaped);
+                Some(TextValue {
+                    start: value_start,
+                    end: value_end,
+                    replacement: SCRUBBED.as_bytes().to_vec(),
+                })
             }
+            b'{' | b'[' => {
+                let quote: &[u8] = if escaped { b"\\\"" } else { b"\"" };
+                let mut replacement = quote.to_vec();
+                replacement.extend_from_slice(SCRUBBED.as_bytes());
+                replacement.extend_from_slice(quote);
+                Some(TextValue {
+                    start: p,
+                    end: container_end(body, p, escaped),
+                    replacement,
+                })
+            }
+            _ => None,
         }
-        Some((value_start, q.min(body.len())))
     }
+}
+
+/// A value found by [`Scrubber::secret_value_at`]: `body[start..end]` becomes `replacement`.
+struct TextValue {
+    start: usize,
+    end: usize,
+    replacement: Vec<u8>,
+}
+
+/// The character of the (possibly escaped) inner document at `i`, and how many bytes it takes:
+/// inside an escaped document `\\"` is a quote and `\\\\` a backslash.
+fn inner_char(body: &[u8], i: usize, escaped: bool) -> Option<(u8, usize)> {
+    let b = *body.get(i)?;
+    if escaped && b == b'\\' {
+        Some((*body.get(i + 1)?, 2))
+    } else {
+        Some((b, 1))
+    }
+}
+
+fn skip_space(body: &[u8], mut i: usize, escaped: bool) -> usize {
+    while let Some((c, n)) = inner_char(body, i, escaped) {
+        if !c.is_ascii_whitespace() {
+            break;
+        }
+        i += n;
+    }
+    i
+}
+
+/// Where the string whose content starts at `i` ends (at its closing quote), or the body's end.
+fn string_end(body: &[u8], mut i: usize, escaped: bool) -> usize {
+    while let Some((c, n)) = inner_char(body, i, escaped) {
+        match c {
+            b'\\' => {
+                // An escape inside the string: skip the escaped character too.
+                i += n;
+                if let Some((_, m)) = inner_char(body, i, escaped) {
+                    i += m;
+                }
+            }
+            b'"' => return i,
+            _ => i += n,
+        }
+    }
+    body.len()
+}
+
+/// One past the bracket that closes the object or array opening at `i`, or the body's end.
+fn container_end(body: &[u8], mut i: usize, escaped: bool) -> usize {
+    let mut depth = 0usize;
+    while let Some((c, n)) = inner_char(body, i, escaped) {
+        match c {
+            b'"' => {
+                i = string_end(body, i + n, escaped);
+                i += inner_char(body, i, escaped).map_or(0, |(_, m)| m);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + n;
+                }
+            }
+            _ => {}
+        }
+        i += n;
+    }
+    body.len()
 }
 
 fn strip_context_prefix(key: &str) -> &str {
@@ -292,6 +362,25 @@ mod tests {
             assert!(!text.contains(secret), "{secret} survived: {text}");
         }
         assert!(text.contains("\\\"x\\\": 1"), "{text}");
+    }
+
+    #[test]
+    fn text_scrubbing_replaces_whole_objects_and_respects_inner_escapes() {
+        let inner = json!({
+            "_context_auth_token_info": {"token": {"id": "live-3", "roles": [{"name": "x}"}]}},
+            "_context_auth_token": "live\\\"4",
+            "keep": "after",
+        })
+        .to_string();
+        let whole = json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+        // Cut short, so it is not JSON any more.
+        let mut body = whole.as_bytes()[..whole.len() - 3].to_vec();
+        assert!(Scrubber::default().scrub_text(&mut body));
+        let text = String::from_utf8(body).unwrap();
+        for secret in ["live-3", "live", "roles"] {
+            assert!(!text.contains(secret), "{secret} survived: {text}");
+        }
+        assert!(text.contains("keep") && text.contains("after"), "{text}");
     }
 
     #[test]

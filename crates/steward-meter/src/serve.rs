@@ -222,11 +222,13 @@ async fn get_report(
         )
             .into_response(),
         Err(error) => {
+            // The details stay in the log: an answer names no database internals.
             let message = crate::ingest::writer::anyhow_like(&error).to_string();
             tracing::warn!(error = %message, "report failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": message })),
+                [("retry-after", "5")],
+                Json(json!({ "error": "the store is unavailable; retry later" })),
             )
                 .into_response()
         }

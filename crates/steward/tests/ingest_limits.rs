@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Steward, count};
+use common::{Publisher, Steward, count, oslo_v2, unique, wait_for_count};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -51,6 +51,54 @@ async fn a_16_mib_post_of_tiny_bad_items_stays_under_300_mb() {
     assert!(peak < 300_000_000, "peak RSS {} MB", peak / 1_000_000);
     let db = steward.db().await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM quarantine").await, 2);
+    steward.terminate();
+    steward.cleanup_broker().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_amqp_messages_of_20_mb_stay_within_the_inflight_budget() {
+    const MESSAGES: usize = 20;
+    let mut steward = Steward::new("limits-amqp", "");
+    steward.start().await;
+    let run = unique("big");
+    let filler = "x".repeat(20_000_000);
+    let bodies: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| {
+            oslo_v2(&serde_json::json!({
+                "message_id": format!("{run}-{i}"),
+                "event_type": "compute.instance.update",
+                "priority": "INFO",
+                "publisher_id": "compute.cmp-01",
+                "timestamp": "2026-11-25 00:35:26.638669",
+                "payload": {"instance_id": format!("vm-{i}"), "tenant_id": "p-1", "metadata": {"blob": filler}},
+            }))
+        })
+        .collect();
+    drop(filler);
+    let before = steward.peak_rss_bytes();
+    let publisher = Publisher::connect().await;
+    publisher
+        .publish(&steward.exchange, "notifications.info", bodies)
+        .await;
+    let db = steward.db().await;
+    let stored = wait_for_count(
+        &db,
+        "SELECT COUNT(*) FROM raw_records",
+        MESSAGES as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(stored, MESSAGES as i64, "{}", steward.log());
+    let peak = steward.peak_rss_bytes();
+    println!(
+        "peak rss before {} MB, after {} MB",
+        before / 1_000_000,
+        peak / 1_000_000
+    );
+    // 64 MiB in flight by default; each message is also held decoded and as a record while it
+    // is committed.
+    assert!(peak < 400_000_000, "peak RSS {} MB", peak / 1_000_000);
+    publisher.close().await;
     steward.terminate();
     steward.cleanup_broker().await;
 }

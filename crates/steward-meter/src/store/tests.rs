@@ -618,7 +618,7 @@ async fn credentials_never_reach_the_store(store: &SqlStore) {
         let mut inner: serde_json::Value =
             serde_json::from_str(doc["oslo.message"].as_str().unwrap()).unwrap();
         inner["_context_auth_token"] = serde_json::json!(format!("gAAAAA-live-{i}"));
-        inner["_context_auth_token_info"] = serde_json::json!({"token": {"methods": ["password"]}});
+        inner["_context_auth_token_info"] = serde_json::json!({"token": {"id": format!("gAAAAA-live-{i}"), "methods": ["password"]}});
         let inner_text = inner
             .to_string()
             .replace("REDACTED-test-token", &format!("gAAAAA-live-{i}"));

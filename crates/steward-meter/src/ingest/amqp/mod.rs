@@ -8,8 +8,17 @@
 //!    (`exchange_durable`), so Steward never redeclares anything a producer owns with other
 //!    arguments. The producers' shared queues (`notifications.info`, …) are never declared.
 //! 2. **Consume.** Manual acknowledgements, prefetch bounded by `prefetch`. Deliveries are
-//!    decoded as they arrive and collected into a batch of up to `batch_max_messages`, or for at
-//!    most `batch_max_wait_ms` after its first delivery.
+//!    decoded as they arrive and collected into a batch of up to `batch_max_messages` (or a
+//!    quarter of `max_inflight_bytes`), or for at most `batch_max_wait_ms` after its first
+//!    delivery.
+//!
+//!    **Bytes in flight.** AMQP prefetch counts messages, and RabbitMQ has no prefetch by
+//!    size, so `Prefetch` sizes the count by bytes: it starts at 1 on every connection, and
+//!    after each delivery sets `prefetch = max_inflight_bytes / largest recent message`
+//!    (between 1 and `prefetch`), lowering it at once when a large message arrives and raising
+//!    it again once a window of small ones has passed. Every delivery in Steward's pipeline is
+//!    unacknowledged, so the broker's own count keeps the pipeline within about
+//!    `max_inflight_bytes` — plus at most the deliveries granted before a sudden jump in size.
 //! 3. **Commit, then ack.** A full batch goes to the writer; `ack.rs` acknowledges it with one
 //!    `multiple=true` ack only after the commit succeeded (nack + requeue on failure). Batches
 //!    pipeline: the next batch is collected while the previous one commits.
@@ -215,8 +224,9 @@ impl AmqpSource {
                     .await?;
             }
         }
+        // Start at one and let [`Prefetch`] open up after the first delivery's size is known.
         channel
-            .basic_qos(self.config.prefetch, BasicQosOptions { global: false })
+            .basic_qos(1, BasicQosOptions { global: false })
             .await?;
         let consumer = channel
             .basic_consume(
@@ -328,8 +338,11 @@ impl AmqpSource {
     async fn consume(
         &mut self,
         mut consumer: lapin::Consumer,
-        _channel: lapin::Channel,
+        channel: lapin::Channel,
     ) -> SessionEnd {
+        let mut prefetch = Prefetch::new(self.config.max_inflight_bytes, self.config.prefetch);
+        let batch_max_bytes = (self.config.max_inflight_bytes / 4).max(1);
+        let mut batch_bytes = 0usize;
         let (ack_tx, ack_rx) = mpsc::channel(16);
         let acker = tokio::spawn(ack::run(ack_rx));
         let max_wait = Duration::from_millis(self.config.batch_max_wait_ms);
@@ -351,6 +364,15 @@ impl AmqpSource {
                     if last.is_none() {
                         first_received = StdInstant::now();
                     }
+                    let size = delivery.data.len();
+                    batch_bytes += size;
+                    if let Some(count) = prefetch.observe(size)
+                        && let Err(error) = channel
+                            .basic_qos(count, BasicQosOptions { global: false })
+                            .await
+                    {
+                        break SessionEnd::Lost(error.to_string());
+                    }
                     batch.push(decode_delivery(
                         &delivery.data,
                         delivery.exchange.as_str(),
@@ -359,7 +381,8 @@ impl AmqpSource {
                         &self.scrubber,
                     ));
                     last = Some(delivery.acker);
-                    if batch.len() < self.config.batch_max_messages {
+                    if batch.len() < self.config.batch_max_messages && batch_bytes < batch_max_bytes
+                    {
                         continue;
                     }
                 }
@@ -368,6 +391,7 @@ impl AmqpSource {
                     break SessionEnd::Lost("consumer cancelled by the broker".to_owned());
                 }
             }
+            batch_bytes = 0;
             if let Some(acker_of_last) = last.take()
                 && let Err(lost) = self
                     .flush(
@@ -420,6 +444,93 @@ impl AmqpSource {
     }
 }
 
+/// Sizes AMQP prefetch by bytes; see the module docs, step 2a.
+#[derive(Debug)]
+struct Prefetch {
+    budget: usize,
+    max: u16,
+    current: u16,
+    /// Largest message of the current window of deliveries.
+    window_largest: usize,
+    /// Deliveries in the current window.
+    window_seen: usize,
+    /// Largest message of the last complete window (what the count is sized for).
+    largest: usize,
+}
+
+impl Prefetch {
+    fn new(budget: usize, max: u16) -> Self {
+        Self {
+            budget: budget.max(1),
+            max: max.max(1),
+            current: 1,
+            window_largest: 0,
+            window_seen: 0,
+            largest: 0,
+        }
+    }
+
+    /// Takes one delivery's size; returns the new prefetch when it should change.
+    fn observe(&mut self, size: usize) -> Option<u16> {
+        self.window_largest = self.window_largest.max(size);
+        self.window_seen += 1;
+        if size > self.largest {
+            // A larger message: size for it at once.
+            self.largest = size;
+        } else if self.window_seen >= usize::from(self.current).max(64) {
+            // A full window of messages no larger than before: forget older, larger ones.
+            self.largest = self.window_largest;
+            self.window_largest = 0;
+            self.window_seen = 0;
+        }
+        let wanted = (self.budget / self.largest.max(1)).clamp(1, usize::from(self.max)) as u16;
+        // Lower at once; raise on the first delivery (from the start value 1) or when a window
+        // of smaller messages has passed, so the count does not flap with every message.
+        let raise = wanted > self.current && (self.current == 1 || self.window_seen == 0);
+        if wanted < self.current || raise {
+            self.current = wanted;
+            metrics::gauge!(m::AMQP_PREFETCH).set(f64::from(wanted));
+            Some(wanted)
+        } else {
+            None
+        }
+    }
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), ErrorKind::ProtocolError(e) if e.get_id() == 404)
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::Prefetch;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn prefetch_opens_for_small_messages_and_closes_for_large_ones() {
+        let mut p = Prefetch::new(64 * MIB, 2000);
+        assert_eq!(
+            p.observe(2_000),
+            Some(2000),
+            "small messages: the configured maximum"
+        );
+        assert_eq!(p.observe(3_000), None);
+        assert_eq!(p.observe(20 * MIB), Some(3), "64 MiB / 20 MiB");
+        for _ in 0..63 {
+            assert_eq!(p.observe(2_000), None, "a window has to pass first");
+        }
+        assert_eq!(p.observe(2_000), None);
+        // The window of small ones is complete: open up again.
+        let mut reopened = None;
+        for _ in 0..64 {
+            reopened = reopened.or(p.observe(2_000));
+        }
+        assert_eq!(reopened, Some(2000));
+        assert_eq!(
+            Prefetch::new(64 * MIB, 2000).observe(200 * MIB),
+            None,
+            "never below 1"
+        );
+    }
 }
