@@ -119,3 +119,50 @@ async fn items_answered_2xx_survive_sigkill_and_none_is_stored_twice() {
     assert_eq!(steward.terminate(), Some(0));
     steward.cleanup_broker().await;
 }
+
+/// SIGTERM while one client is stuck mid-body and another mid-header: `serve` still exits, and
+/// within its shutdown grace (2 s here) plus the final commit, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_bounded_time_with_stalled_clients() {
+    use tokio::io::AsyncWriteExt;
+    let mut steward = Steward::new(
+        "http-stall",
+        "    shutdown_grace_secs: 2\n    header_read_timeout_secs: 600\n    body_read_timeout_secs: 600\n",
+    );
+    steward.start().await;
+    let addr = format!("127.0.0.1:{}", steward.port);
+    let mut mid_body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    mid_body
+        .write_all(
+            b"POST /v1/ceilometer/events HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n[{",
+        )
+        .await
+        .unwrap();
+    let mut mid_header = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    mid_header
+        .write_all(b"POST /v1/ceilometer/ev")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let code = tokio::task::spawn_blocking(move || {
+        let code = steward.terminate();
+        (code, steward)
+    })
+    .await
+    .unwrap();
+    let (code, steward) = code;
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{}", steward.log());
+    assert!(
+        took < Duration::from_secs(8),
+        "SIGTERM took {took:?}:\n{}",
+        steward.log()
+    );
+    assert!(
+        steward.log().contains("dropping them unanswered"),
+        "the stalled connections were cut at the grace:\n{}",
+        steward.log()
+    );
+    steward.cleanup_broker().await;
+}

@@ -136,6 +136,11 @@ async fn one_poison_among_a_thousand_on_postgres_is_quarantined_once_and_blocks_
         deliveries >= (GOOD + 1) as f64 && deliveries <= (GOOD + 1 + 500) as f64,
         "deliveries {deliveries}"
     );
+    // Ordinary notifications open the prefetch to the configured maximum.
+    assert_eq!(
+        metric(&steward.base_url(), "steward_amqp_prefetch").await,
+        2000.0
+    );
     assert!(
         !steward.log().contains("store commit failed"),
         "no commit failed:\n{}",

@@ -14,9 +14,13 @@
 //!
 //!    **Bytes in flight.** AMQP prefetch counts messages, and RabbitMQ has no prefetch by
 //!    size, so `Prefetch` sizes the count by bytes: it starts at 1 on every connection, and
-//!    after each delivery sets `prefetch = max_inflight_bytes / largest recent message`
-//!    (between 1 and `prefetch`), lowering it at once when a large message arrives and raising
-//!    it again once a window of small ones has passed. Every delivery in Steward's pipeline is
+//!    after each delivery sets `prefetch = max_inflight_bytes / (8 × largest recent message)`
+//!    (between 1 and `prefetch`; a delivery is held several times over while it is decoded and
+//!    committed), lowering it at once when a large message arrives and raising
+//!    it again once a window of small ones has passed. RabbitMQ fixes a consumer's prefetch when
+//!    the consumer is created (quorum queues have no channel-wide prefetch), so a change cancels
+//!    the consumer, takes what it still delivers (into the same batches: delivery tags are per
+//!    channel, so one `multiple` ack still covers them) and subscribes again. Every delivery in Steward's pipeline is
 //!    unacknowledged, so the broker's own count keeps the pipeline within about
 //!    `max_inflight_bytes` — plus at most the deliveries granted before a sudden jump in size.
 //! 3. **Commit, then ack.** A full batch goes to the writer; `ack.rs` acknowledges it with one
@@ -42,8 +46,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ErrorKind, ExchangeKind};
@@ -224,22 +228,39 @@ impl AmqpSource {
                     .await?;
             }
         }
-        // Start at one and let [`Prefetch`] open up after the first delivery's size is known.
+        // Start at one and let `Prefetch` open up once the first delivery's size is known.
+        let consumer = self.subscribe(&channel, 1, &consumer_tag(0)).await?;
+        Ok((connection, consumer, channel))
+    }
+
+    /// Starts consuming with `prefetch` unacknowledged deliveries at most. RabbitMQ applies a
+    /// per-consumer prefetch to consumers created after the `basic.qos` (quorum queues have no
+    /// channel-wide one), so changing it means a new consumer: see [`AmqpSource::consume`].
+    ///
+    /// Every subscription gets its own consumer tag: RabbitMQ 3.10 closes the connection with
+    /// `INTERNAL_ERROR` when a quorum queue's consumer tag is reused on the same channel right
+    /// after a cancel (measured here), and a reconnect redelivers everything unacknowledged.
+    async fn subscribe(
+        &self,
+        channel: &lapin::Channel,
+        prefetch: u16,
+        tag: &str,
+    ) -> Result<lapin::Consumer, lapin::Error> {
         channel
-            .basic_qos(1, BasicQosOptions { global: false })
+            .basic_qos(prefetch, BasicQosOptions { global: false })
             .await?;
-        let consumer = channel
+        metrics::gauge!(m::AMQP_PREFETCH).set(f64::from(prefetch));
+        channel
             .basic_consume(
                 self.config.queue.as_str().into(),
-                "steward-meter".into(),
+                tag.into(),
                 BasicConsumeOptions {
                     no_ack: false,
                     ..Default::default()
                 },
                 FieldTable::default(),
             )
-            .await?;
-        Ok((connection, consumer, channel))
+            .await
     }
 
     /// Uses the queue as it exists; declares it (durable, quorum or classic) when missing.
@@ -341,6 +362,9 @@ impl AmqpSource {
         channel: lapin::Channel,
     ) -> SessionEnd {
         let mut prefetch = Prefetch::new(self.config.max_inflight_bytes, self.config.prefetch);
+        // The prefetch to subscribe with once the cancelled consumer's stream has ended.
+        let mut resubscribe: Option<u16> = None;
+        let mut subscription = 0u64;
         let batch_max_bytes = (self.config.max_inflight_bytes / 4).max(1);
         let mut batch_bytes = 0usize;
         let (ack_tx, ack_rx) = mpsc::channel(16);
@@ -366,12 +390,25 @@ impl AmqpSource {
                     }
                     let size = delivery.data.len();
                     batch_bytes += size;
-                    if let Some(count) = prefetch.observe(size)
-                        && let Err(error) = channel
-                            .basic_qos(count, BasicQosOptions { global: false })
-                            .await
-                    {
-                        break SessionEnd::Lost(error.to_string());
+                    if let Some(count) = prefetch.observe(size) {
+                        // A new prefetch needs a new consumer: cancel this one, take what it
+                        // still delivers, then subscribe again when its stream ends.
+                        if resubscribe.is_none()
+                            && let Err(error) = channel
+                                .basic_cancel(
+                                    consumer_tag(subscription).as_str().into(),
+                                    BasicCancelOptions::default(),
+                                )
+                                .await
+                        {
+                            break SessionEnd::Lost(error.to_string());
+                        }
+                        tracing::debug!(
+                            prefetch = count,
+                            message_bytes = size,
+                            "resizing prefetch"
+                        );
+                        resubscribe = Some(count);
                     }
                     batch.push(decode_delivery(
                         &delivery.data,
@@ -387,9 +424,22 @@ impl AmqpSource {
                     }
                 }
                 Some(Some(Err(error))) => break SessionEnd::Lost(error.to_string()),
-                Some(None) => {
-                    break SessionEnd::Lost("consumer cancelled by the broker".to_owned());
-                }
+                Some(None) => match resubscribe.take() {
+                    Some(count) => match self
+                        .subscribe(&channel, count, &consumer_tag(subscription + 1))
+                        .await
+                    {
+                        Ok(next) => {
+                            subscription += 1;
+                            consumer = next;
+                            continue;
+                        }
+                        Err(error) => break SessionEnd::Lost(error.to_string()),
+                    },
+                    None => {
+                        break SessionEnd::Lost("consumer cancelled by the broker".to_owned());
+                    }
+                },
             }
             batch_bytes = 0;
             if let Some(acker_of_last) = last.take()
@@ -444,7 +494,18 @@ impl AmqpSource {
     }
 }
 
-/// Sizes AMQP prefetch by bytes; see the module docs, step 2a.
+/// Steward's consumer tag for the `n`th subscription on a channel.
+fn consumer_tag(n: u64) -> String {
+    format!("steward-meter-{n}")
+}
+
+/// How many times over a delivery is held, at the peak, while it is received, decoded and
+/// committed (lapin's growing receive buffer, the envelope and notification trees, the record's
+/// text, the database driver's bound copies): 20 MB messages one at a time raised peak RSS by
+/// 13 × their size in a debug build. The budget is for all of that, so count 8.
+const COPIES_PER_DELIVERY: usize = 8;
+
+/// Sizes AMQP prefetch by bytes; see the module docs, step 2.
 #[derive(Debug)]
 struct Prefetch {
     budget: usize,
@@ -483,13 +544,13 @@ impl Prefetch {
             self.window_largest = 0;
             self.window_seen = 0;
         }
-        let wanted = (self.budget / self.largest.max(1)).clamp(1, usize::from(self.max)) as u16;
+        let per_delivery = self.largest.max(1).saturating_mul(COPIES_PER_DELIVERY);
+        let wanted = (self.budget / per_delivery).clamp(1, usize::from(self.max)) as u16;
         // Lower at once; raise on the first delivery (from the start value 1) or when a window
         // of smaller messages has passed, so the count does not flap with every message.
         let raise = wanted > self.current && (self.current == 1 || self.window_seen == 0);
         if wanted < self.current || raise {
             self.current = wanted;
-            metrics::gauge!(m::AMQP_PREFETCH).set(f64::from(wanted));
             Some(wanted)
         } else {
             None
@@ -516,7 +577,11 @@ mod prefetch_tests {
             "small messages: the configured maximum"
         );
         assert_eq!(p.observe(3_000), None);
-        assert_eq!(p.observe(20 * MIB), Some(3), "64 MiB / 20 MiB");
+        assert_eq!(
+            p.observe(20 * MIB),
+            Some(1),
+            "64 MiB / (8 x 20 MiB), at least 1"
+        );
         for _ in 0..63 {
             assert_eq!(p.observe(2_000), None, "a window has to pass first");
         }
