@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Publisher, Steward, postgres_database, unique};
+use common::{Publisher, Steward, drop_postgres_database, postgres_database, unique};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "gAAAAABsteward-live-token-7f3a";
@@ -140,4 +140,5 @@ async fn tokens_from_real_captures_are_not_in_a_postgres_dump() {
     );
     assert_no_token("the PostgreSQL dump", &dump.stdout);
     drop(steward);
+    drop_postgres_database(&url).await;
 }

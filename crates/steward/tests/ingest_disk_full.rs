@@ -16,8 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Publisher, Steward, mixed_notification, unique};
-use serde_json::json;
+use common::{Publisher, Steward, ceilometer_event, mixed_notification, unique};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 /// A tmpfs of `size_mib`, unmounted when dropped.
@@ -60,18 +59,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
-}
-
-fn event(run: &str, i: usize) -> String {
-    json!([{
-        "message_id": format!("{run}-{i:06}"),
-        "event_type": "compute.instance.create.end",
-        "generated": "2026-11-25T00:35:26.638669",
-        "raw": {},
-        "traits": [["tenant_id", 1, "p-1"], ["instance_id", 1, format!("vm-{run}-{i}")],
-                   ["launched_at", 4, "2026-11-25T00:30:57.638546"]]
-    }])
-    .to_string()
 }
 
 async fn records(db_file: &Path, source: &str) -> HashSet<String> {
@@ -130,7 +117,12 @@ async fn disk_full_mid_stream_loses_nothing_acknowledged_and_recovers_by_itself(
         for i in 0..POSTS {
             // Like a sender that retries until acknowledged.
             loop {
-                match client.post(&url).body(event(&http_run, i)).send().await {
+                match client
+                    .post(&url)
+                    .body(ceilometer_event(&http_run, i))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         http_answered
                             .lock()

@@ -9,23 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Steward, count, unique, wait_for_count};
-use serde_json::json;
-
-fn event(run: &str, i: usize) -> String {
-    json!([{
-        "message_id": format!("{run}-{i:06}"),
-        "event_type": "compute.instance.create.end",
-        "generated": "2026-11-25T00:35:26.638669",
-        "raw": {},
-        "traits": [
-            ["tenant_id", 1, "p-1"], ["instance_id", 1, format!("vm-{run}-{i}")],
-            ["instance_type", 1, "SCS-2V-4"], ["vcpus", 2, 2],
-            ["launched_at", 4, "2026-11-25T00:30:57.638546"]
-        ]
-    }])
-    .to_string()
-}
+use common::{Steward, ceilometer_event, count, unique, wait_for_count};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_answered_2xx_survive_sigkill_and_none_is_stored_twice() {
@@ -50,7 +34,12 @@ async fn items_answered_2xx_survive_sigkill_and_none_is_stored_twice() {
                 // Like a sender that retries until acknowledged (Ceilometer itself would drop it).
                 loop {
                     *attempts.lock().unwrap() += 1;
-                    match client.post(&url).body(event(&run, i)).send().await {
+                    match client
+                        .post(&url)
+                        .body(ceilometer_event(&run, i))
+                        .send()
+                        .await
+                    {
                         Ok(r) if r.status().is_success() => {
                             acked.lock().unwrap().insert(format!("msg:{run}-{i:06}"));
                             break;

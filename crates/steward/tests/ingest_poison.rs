@@ -6,29 +6,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Publisher, Steward, metric, mixed_notification, oslo_v2, postgres_database, unique};
+use common::{
+    Publisher, Steward, drop_postgres_database, metric, mixed_notification, oslo_v2,
+    pg_count as count, pg_wait_for as wait_for, postgres_database, unique,
+};
 use serde_json::json;
 use sqlx::PgPool;
-
-async fn count(db: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
-
-async fn wait_for(db: &PgPool, sql: &str, want: i64, timeout: Duration) -> i64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = count(db, sql).await;
-        if n >= want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn poison(run: &str) -> Vec<u8> {
     oslo_v2(&json!({
@@ -149,4 +134,6 @@ async fn one_poison_among_a_thousand_on_postgres_is_quarantined_once_and_blocks_
     publisher.close().await;
     steward.terminate();
     steward.cleanup_broker().await;
+    db.close().await;
+    drop_postgres_database(&url).await;
 }

@@ -6,50 +6,20 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Publisher, Steward, mixed_expected_facts, mixed_notification, unique};
-use sqlx::{Connection, PgConnection, PgPool};
-
-fn postgres_url() -> String {
-    std::env::var("STEWARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-async fn count(db: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
-
-async fn wait_for(db: &PgPool, sql: &str, want: i64, timeout: Duration) -> i64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = count(db, sql).await;
-        if n >= want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{
+    Publisher, Steward, drop_postgres_database, mixed_expected_facts, mixed_notification,
+    pg_count as count, pg_wait_for as wait_for, postgres_database, unique,
+};
+use sqlx::PgPool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_survive_a_sigkill_with_exact_totals() {
-    if std::env::var("STEWARD_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+    let Some(url) = postgres_database("replicas").await else {
         return;
-    }
+    };
     const N: usize = 10_000;
-    let admin_url = postgres_url();
-    let name = unique("steward_t_replicas").replace('-', "_");
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is needed at {admin_url}: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
 
     let first = Steward::new("replica", "");
     let mut a = Steward::replica(&first, &url);
@@ -96,10 +66,5 @@ async fn two_replicas_on_postgres_survive_a_sigkill_with_exact_totals() {
     assert_eq!(b.terminate(), Some(0));
     db.close().await;
     first.cleanup_broker().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    drop_postgres_database(&url).await;
 }

@@ -282,6 +282,61 @@ pub async fn postgres_database(tag: &str) -> Option<String> {
     Some(format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
 }
 
+/// Drops a database made by [`postgres_database`].
+#[allow(dead_code)]
+pub async fn drop_postgres_database(url: &str) {
+    use sqlx::Connection as _;
+    let (base, name) = url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
+
+/// One number from PostgreSQL.
+#[allow(dead_code)]
+pub async fn pg_count(db: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// Polls `sql` on PostgreSQL until it returns `want` or `timeout` passes; returns the last value.
+#[allow(dead_code)]
+pub async fn pg_wait_for(db: &sqlx::PgPool, sql: &str, want: i64, timeout: Duration) -> i64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = pg_count(db, sql).await;
+        if n >= want || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One Ceilometer HTTP-publisher post (`batch=true`) holding event `i` of `run`.
+#[allow(dead_code)]
+pub fn ceilometer_event(run: &str, i: usize) -> String {
+    serde_json::json!([{
+        "message_id": format!("{run}-{i:06}"),
+        "event_type": "compute.instance.create.end",
+        "generated": "2026-11-25T00:35:26.638669",
+        "raw": {},
+        "traits": [
+            ["tenant_id", 1, "p-1"], ["instance_id", 1, format!("vm-{run}-{i}")],
+            ["instance_type", 1, "SCS-2V-4"], ["vcpus", 2, 2],
+            ["launched_at", 4, "2026-11-25T00:30:57.638546"]
+        ]
+    }])
+    .to_string()
+}
+
 /// The value of one Prometheus counter or gauge line (`name{labels} value`), 0 when absent.
 #[allow(dead_code)]
 pub async fn metric(base_url: &str, series: &str) -> f64 {

@@ -30,14 +30,19 @@ fn v2(envelope: &Value) -> Vec<u8> {
     .unwrap()
 }
 
-fn accept(body: &[u8]) -> Accepted {
-    match decode_delivery(
+/// Decodes `body` as a delivery on nova's `notifications.info`.
+fn decode(body: &[u8]) -> Decoded {
+    decode_delivery(
         body,
         "nova",
         "notifications.info",
         Instant(0),
         &crate::scrub::Scrubber::default(),
-    ) {
+    )
+}
+
+fn accept(body: &[u8]) -> Accepted {
+    match decode(body) {
         Decoded::Accepted(a) => a,
         Decoded::Quarantined(q) => panic!("quarantined: {}", q.reason),
     }
@@ -668,13 +673,7 @@ fn unknown_event_types_are_stored_raw_without_facts() {
 }
 
 fn quarantine_reason(body: &[u8]) -> String {
-    match decode_delivery(
-        body,
-        "nova",
-        "notifications.info",
-        Instant(0),
-        &crate::scrub::Scrubber::default(),
-    ) {
+    match decode(body) {
         Decoded::Quarantined(q) => {
             assert_eq!(q.body, body, "the body is kept as received");
             assert_eq!(q.exchange.as_deref(), Some("nova"));

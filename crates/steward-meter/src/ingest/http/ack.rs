@@ -77,40 +77,44 @@ pub(crate) fn unauthorized() -> Response {
         .into_response()
 }
 
-/// `413` with the limit, before or while the body is read; the connection is closed so the
-/// rest of the body is not read either.
+/// `413` with the limit, before or while the body is read.
 pub(crate) fn too_large(limit: usize) -> Response {
-    metrics::counter!(m::HTTP_REQUESTS, "status" => "413").increment(1);
-    (
+    refusal(
         StatusCode::PAYLOAD_TOO_LARGE,
-        [("connection", "close")],
-        Json(json!({
-            "error": format!("body larger than meter.http.max_body_bytes ({limit} bytes); nothing stored"),
-        })),
+        "413",
+        format!("body larger than meter.http.max_body_bytes ({limit} bytes); nothing stored"),
     )
-        .into_response()
 }
 
 /// `408`: the body did not arrive in time; nothing stored.
 pub(crate) fn body_timeout(timeout: std::time::Duration) -> Response {
-    metrics::counter!(m::HTTP_REQUESTS, "status" => "408").increment(1);
-    (
+    refusal(
         StatusCode::REQUEST_TIMEOUT,
-        [("connection", "close")],
-        Json(json!({
-            "error": format!("body not received within {} s; nothing stored", timeout.as_secs()),
-        })),
+        "408",
+        format!(
+            "body not received within {} s; nothing stored",
+            timeout.as_secs()
+        ),
     )
-        .into_response()
 }
 
 /// `400`: the body could not be read (the client broke the stream off).
 pub(crate) fn unreadable() -> Response {
-    metrics::counter!(m::HTTP_REQUESTS, "status" => "400").increment(1);
-    (
+    refusal(
         StatusCode::BAD_REQUEST,
+        "400",
+        "the body could not be read; nothing stored".to_owned(),
+    )
+}
+
+/// A refusal before anything was decoded: counted, answered as JSON, and the connection closed
+/// so that the rest of an unread body is not read either.
+fn refusal(status: StatusCode, label: &'static str, message: String) -> Response {
+    metrics::counter!(m::HTTP_REQUESTS, "status" => label).increment(1);
+    (
+        status,
         [("connection", "close")],
-        Json(json!({ "error": "the body could not be read; nothing stored" })),
+        Json(json!({ "error": message })),
     )
         .into_response()
 }

@@ -373,18 +373,34 @@ async fn serve(store: Arc<dyn Store>, token: Option<&str>, limit: usize) -> Stri
     let app = HttpIngest::new(writer, token.map(Secret::new), Scrubber::default())
         .with_body_limits(limit, std::time::Duration::from_secs(2))
         .router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = crate::server::ServerLimits {
-        header_read_timeout: std::time::Duration::from_secs(1),
-        shutdown_grace: std::time::Duration::from_secs(1),
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (addr, stop, server) = spawn_server(app, 1, 1).await;
     tokio::spawn(async move {
-        crate::server::run(listener, app, limits, shutdown).await;
+        let _ = server.await;
         drop(stop);
     });
     format!("http://{addr}")
+}
+
+/// Runs [`crate::server::run`] on a loopback port with the given header timeout and shutdown
+/// grace (seconds); returns the address, the shutdown switch and the server task.
+async fn spawn_server(
+    app: axum::Router,
+    header_read_timeout_secs: u64,
+    shutdown_grace_secs: u64,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = crate::server::ServerLimits {
+        header_read_timeout: std::time::Duration::from_secs(header_read_timeout_secs),
+        shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::server::run(listener, app, limits, shutdown));
+    (addr, stop, server)
 }
 
 async fn sqlite() -> (Arc<SqlStore>, tempfile::TempDir) {
@@ -620,14 +636,7 @@ async fn shutdown_finishes_in_bounded_time_with_a_client_mid_body() {
     let app = HttpIngest::new(writer, None, Scrubber::default())
         .with_body_limits(1 << 20, std::time::Duration::from_secs(600))
         .router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = crate::server::ServerLimits {
-        header_read_timeout: std::time::Duration::from_secs(600),
-        shutdown_grace: std::time::Duration::from_secs(1),
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::server::run(listener, app, limits, shutdown));
+    let (addr, stop, server) = spawn_server(app, 600, 1).await;
     let mut mid_body = tokio::net::TcpStream::connect(addr).await.unwrap();
     mid_body
         .write_all(
