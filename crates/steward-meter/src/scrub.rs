@@ -18,6 +18,8 @@
 //!   in a malformed notification does not survive in quarantine either;
 //! - nothing that reads credentials (facts, owners, times) depends on the scrubbed values.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 /// What a scrubbed value is replaced with.
@@ -74,27 +76,44 @@ impl Scrubber {
     /// A string that holds a JSON object or array (oslo 2.0's `oslo.message`) is scrubbed
     /// inside and written back as a string.
     pub fn scrub_value(&self, value: &mut Value, path: &str, found: &mut Vec<String>) {
+        let mut path = path.to_owned();
+        self.walk(value, &mut path, found);
+    }
+
+    /// [`Scrubber::scrub_value`] with one path buffer for the whole walk: bodies are walked on
+    /// every ingest, so nothing is allocated per key unless a value is scrubbed.
+    fn walk(&self, value: &mut Value, path: &mut String, found: &mut Vec<String>) {
         match value {
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
-                    let child_path = format!("{path}/{}", pointer_escape(key));
+                    let len = path.len();
+                    path.push('/');
+                    if key.contains(['~', '/']) {
+                        path.push_str(&pointer_escape(key));
+                    } else {
+                        path.push_str(key);
+                    }
                     if self.is_secret_key(key) && !child.is_null() {
                         *child = Value::String(SCRUBBED.to_owned());
-                        found.push(child_path);
+                        found.push(path.clone());
                     } else {
-                        self.scrub_value(child, &child_path, found);
+                        self.walk(child, path, found);
                     }
+                    path.truncate(len);
                 }
             }
             Value::Array(items) => {
                 for (i, child) in items.iter_mut().enumerate() {
-                    self.scrub_value(child, &format!("{path}/{i}"), found);
+                    let len = path.len();
+                    let _ = write!(path, "/{i}");
+                    self.walk(child, path, found);
+                    path.truncate(len);
                 }
             }
             Value::String(text) if looks_like_json_container(text) => {
                 if let Ok(mut inner) = serde_json::from_str::<Value>(text) {
                     let before = found.len();
-                    self.scrub_value(&mut inner, path, found);
+                    self.walk(&mut inner, path, found);
                     if found.len() > before {
                         *text = inner.to_string();
                     }

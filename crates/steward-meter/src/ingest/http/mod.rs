@@ -116,25 +116,12 @@ impl HttpIngest {
             Ok(body) => body,
             Err(refusal) => return refusal,
         };
-        // Decoding is CPU work on up to `max_body_bytes`: a blocking thread hands chunks over a
-        // short channel, and each chunk is committed before the next is taken.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Decoded>>(1);
-        let scrubber = self.scrubber.clone();
-        let decoder = tokio::task::spawn_blocking(move || {
-            decode::decode_stream(
-                &body,
-                expect,
-                Instant::now(),
-                &scrubber,
-                decode::CHUNK_ITEMS,
-                |chunk| tx.blocking_send(chunk).is_ok(),
-            )
-        });
+        let mut chunks = Chunks::decode(body, expect, self.scrubber.clone());
         let mut total = crate::store::CommitOutcome::default();
         let mut accepted = 0;
         let mut reasons = Vec::new();
         let mut failure = None;
-        while let Some(chunk) = rx.recv().await {
+        while let Some(chunk) = chunks.next().await {
             metrics::counter!(m::RECEIVED, "source" => "http").increment(chunk.len() as u64);
             let mut batch = Batch::default();
             for d in chunk {
@@ -152,8 +139,7 @@ impl HttpIngest {
                 }
             }
         }
-        drop(rx);
-        let _ = decoder.await;
+        chunks.finish().await;
         let result = match failure {
             Some(error) => Err(error),
             None => Ok(total),
@@ -162,6 +148,74 @@ impl HttpIngest {
         metrics::histogram!(m::ACK_LATENCY_SECONDS, "source" => "http")
             .record(received.elapsed().as_secs_f64());
         response
+    }
+}
+
+/// Bodies up to this size are decoded on the request's own task: a Ceilometer post is usually
+/// one event of a few KiB, and a hand-off to a blocking thread would cost more than the
+/// decoding (and a thread-local heap per blocking thread).
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// The decoded chunks of one post, in order.
+enum Chunks {
+    /// A small body, decoded at once.
+    Inline(std::vec::IntoIter<Vec<Decoded>>),
+    /// A large body: a blocking thread decodes and hands chunks over a short channel, so only
+    /// about one chunk is held while the previous one commits.
+    Streamed {
+        rx: tokio::sync::mpsc::Receiver<Vec<Decoded>>,
+        decoder: tokio::task::JoinHandle<decode::PostSummary>,
+    },
+}
+
+impl Chunks {
+    fn decode(
+        body: Bytes,
+        expect: Expect,
+        scrubber: std::sync::Arc<crate::scrub::Scrubber>,
+    ) -> Self {
+        if body.len() <= INLINE_DECODE_BYTES {
+            let mut all = Vec::new();
+            decode::decode_stream(
+                &body,
+                expect,
+                Instant::now(),
+                &scrubber,
+                decode::CHUNK_ITEMS,
+                |chunk| {
+                    all.push(chunk);
+                    true
+                },
+            );
+            return Self::Inline(all.into_iter());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Decoded>>(1);
+        let decoder = tokio::task::spawn_blocking(move || {
+            decode::decode_stream(
+                &body,
+                expect,
+                Instant::now(),
+                &scrubber,
+                decode::CHUNK_ITEMS,
+                |chunk| tx.blocking_send(chunk).is_ok(),
+            )
+        });
+        Self::Streamed { rx, decoder }
+    }
+
+    async fn next(&mut self) -> Option<Vec<Decoded>> {
+        match self {
+            Self::Inline(chunks) => chunks.next(),
+            Self::Streamed { rx, .. } => rx.recv().await,
+        }
+    }
+
+    /// Stops the decoder (if it still runs) and waits for it.
+    async fn finish(self) {
+        if let Self::Streamed { rx, decoder } = self {
+            drop(rx);
+            let _ = decoder.await;
+        }
     }
 }
 
