@@ -84,6 +84,26 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Buckets for batch and commit sizes.
 pub const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0];
 
+/// Makes every documented series exist from the start, at 0: an alert on
+/// `steward_amqp_connected == 0` must fire when the broker is unreachable from the first
+/// second, not only after a first successful connect.
+pub fn start_at_zero(amqp_enabled: bool) {
+    if amqp_enabled {
+        metrics::gauge!(AMQP_CONNECTED).set(0.0);
+        metrics::counter!(AMQP_CONNECT_FAILURES).absolute(0);
+    }
+    for source in ["amqp", "http"] {
+        for counter in [RECEIVED, COMMITTED, DUPLICATES, QUARANTINED, FACTS, GAPS] {
+            metrics::counter!(counter, "source" => source).absolute(0);
+        }
+        metrics::gauge!(GAPS_OPEN, "source" => source).set(0.0);
+    }
+    metrics::counter!(COMMIT_FAILURES).absolute(0);
+    for status in ["2xx", "400", "401", "408", "413", "503"] {
+        metrics::counter!(HTTP_REQUESTS, "status" => status).absolute(0);
+    }
+}
+
 pub(crate) fn record_outcome(batch: &Batch, outcome: &CommitOutcome) {
     let source = match (batch.accepted.first(), batch.quarantined.first()) {
         (Some(a), _) => a.record.source.as_str(),

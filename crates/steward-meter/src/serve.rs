@@ -63,9 +63,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     crate::metrics::describe();
-    let store = store::open(config.store.url.expose())
-        .await
-        .map_err(ServeError::Store)?;
+    crate::metrics::start_at_zero(config.amqp.enabled);
+    let store = store::open_with_timeout(
+        config.store.url.expose(),
+        Duration::from_secs(config.store.connect_timeout_secs.max(1)),
+    )
+    .await
+    .map_err(ServeError::Store)?;
     tracing::info!(store = %store::redact_url(config.store.url.expose()), "store open");
     let (writer, writer_task) = Writer::spawn(
         store.clone(),

@@ -122,7 +122,8 @@ impl MeterCommand {
 
 async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let url = config.meter.store.url.expose();
-    store::open(url)
+    let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
+    store::open_with_timeout(url, timeout)
         .await
         .with_context(|| format!("opening store {}", store::redact_url(url)))
 }
@@ -132,8 +133,11 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
