@@ -147,15 +147,37 @@ fn runtime_errors_exit_2_with_context() {
 }
 
 #[test]
-fn status_of_an_empty_store_says_so() {
+fn read_commands_never_create_a_store_and_migrate_does() {
     let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/s.db");
     let path = write(
         &dir,
         "c.yaml",
-        &format!(
-            "meter:\n  store:\n    url: sqlite://{}/s.db\n",
-            dir.path().display()
-        ),
+        &format!("meter:\n  store:\n    url: sqlite://{}\n", db.display()),
+    );
+    for args in [
+        &["meter", "status"][..],
+        &["meter", "gaps"],
+        &["meter", "quarantine", "list"],
+        &["meter", "report", "--period", "2026-10"],
+    ] {
+        let out = steward(&[&["--config", path.as_str()][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no store at {}", db.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !db.exists() && !db.parent().unwrap().exists(),
+            "{args:?} created the store"
+        );
+    }
+    let out = steward(&["--config", &path, "meter", "migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let out = steward(&["--config", &path, "meter", "status"]);
     assert!(

@@ -71,6 +71,34 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("cannot apply store migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A read-only command was pointed at a store that does not exist.
+    #[error(
+        "no store at {path}: check meter.store.url (or --config); `steward meter serve` or \
+         `steward meter migrate` creates it"
+    )]
+    Missing {
+        /// The file that is not there.
+        path: String,
+    },
+    /// The database holds no Steward schema (a read-only command does not create one).
+    #[error(
+        "{url} holds no Steward store: run `steward meter migrate` or `steward meter serve` first"
+    )]
+    NotAStore {
+        /// The URL with any password removed.
+        url: String,
+    },
+    /// The store was migrated by a newer Steward; this binary must not read or change it.
+    #[error(
+        "the store's schema is version {found}, newer than this binary's {supported}: use the \
+         Steward release that migrated it (or newer)"
+    )]
+    SchemaTooNew {
+        /// The store's newest applied migration.
+        found: i64,
+        /// The newest migration this binary knows.
+        supported: i64,
+    },
     /// A query failed; [`StoreError::is_rejection`] tells a refused value from a transient
     /// failure.
     #[error("store query failed")]
@@ -284,6 +312,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn resources_until(&self, until: Instant) -> StoreStream<'_, ResourceFacts>;
     /// Gaps that overlap `[start, end)` (open gaps included), oldest first.
     fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>>;
+}
+
+/// Opens an existing store for reading only: nothing is created or migrated, a missing store is
+/// [`StoreError::Missing`] and a store migrated by a newer Steward is
+/// [`StoreError::SchemaTooNew`]. For `status`, `gaps`, `quarantine` and `report`.
+pub async fn open_read_only(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqlStore::open_read_only(url, timeout).await?))
 }
 
 /// Opens (and migrates) the store named by `url`: `sqlite://PATH` or `postgres://…`.

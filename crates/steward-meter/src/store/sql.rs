@@ -61,6 +61,40 @@ impl SqlStore {
         }
     }
 
+    /// Opens an existing store for reading only; see [`super::open_read_only`].
+    pub async fn open_read_only(
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (pool, backend) = if url.starts_with("sqlite:") {
+            (
+                sqlite::connect_read_only(url, timeout).await?,
+                Backend::Sqlite,
+            )
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (
+                postgres::connect_read_only(url, timeout).await?,
+                Backend::Postgres,
+            )
+        } else {
+            return Err(StoreError::UnsupportedUrl(super::redact_url(url)));
+        };
+        match schema_version(&pool, backend).await? {
+            None => {
+                return Err(StoreError::NotAStore {
+                    url: super::redact_url(url),
+                });
+            }
+            Some(found) => refuse_newer_schema(found, backend)?,
+        }
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_owned(),
+        })
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -70,6 +104,44 @@ impl SqlStore {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// The newest migration applied to the store, or `None` when it holds no Steward schema.
+pub(super) async fn schema_version(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<Option<i64>, StoreError> {
+    let exists = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+        }
+    };
+    let row = sqlx::query::<Any>(exists).fetch_one(pool).await?;
+    if row.try_get::<i64, _>(0)? == 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query::<Any>(
+        "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Some(row.try_get::<i64, _>(0)?))
+}
+
+/// [`StoreError::SchemaTooNew`] when the store was migrated past what this binary knows.
+pub(super) fn refuse_newer_schema(found: i64, backend: Backend) -> Result<(), StoreError> {
+    let supported = match backend {
+        Backend::Sqlite => sqlite::SCHEMA_VERSION,
+        Backend::Postgres => postgres::SCHEMA_VERSION,
+    };
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(())
 }
 
 /// Parses one aggregated row (see [`Store::resources_until`]).

@@ -9,6 +9,47 @@ use sqlx::{AnyPool, Executor};
 use super::{ResourceFacts, StoreError, StoreStream};
 use crate::time::Instant;
 
+/// The newest migration embedded for SQLite.
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+/// Opens an existing `sqlite://PATH` read-only: no file, folder, journal change or migration.
+pub(super) async fn connect_read_only(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<AnyPool, StoreError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+        url: super::redact_url(url),
+        source,
+    })?;
+    let path = options.get_filename();
+    if !path.is_file() {
+        return Err(StoreError::Missing {
+            path: path.display().to_string(),
+        });
+    }
+    let any_url = if url.contains('?') {
+        format!("{url}&mode=ro")
+    } else {
+        format!("{url}?mode=ro")
+    };
+    AnyPoolOptions::new()
+        .acquire_timeout(timeout)
+        .max_connections(2)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout=10000; PRAGMA query_only=ON;")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&any_url)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: super::redact_url(url),
+            source,
+        })
+}
+
 /// Connects to `sqlite://PATH` (creating the file and its folder) and applies migrations.
 pub(super) async fn connect(
     url: &str,
@@ -50,6 +91,9 @@ pub(super) async fn connect(
             url: super::redact_url(url),
             source,
         })?;
+    if let Some(found) = super::sql::schema_version(&pool, super::sql::Backend::Sqlite).await? {
+        super::sql::refuse_newer_schema(found, super::sql::Backend::Sqlite)?;
+    }
     sqlx::migrate!("migrations/sqlite")
         .run(&pool)
         .await

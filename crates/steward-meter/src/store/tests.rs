@@ -692,3 +692,82 @@ fn urls_are_redacted_in_userinfo_and_query() {
     assert!(redacted.contains("sslmode=require") && redacted.contains("x=1"));
     assert_eq!(super::redact_url("sqlite://./a.db"), "sqlite://./a.db");
 }
+
+#[test]
+fn the_known_schema_version_is_the_newest_embedded_migration() {
+    let newest = |m: sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap();
+    assert_eq!(
+        super::sqlite::SCHEMA_VERSION,
+        newest(sqlx::migrate!("migrations/sqlite"))
+    );
+    assert_eq!(
+        super::postgres::SCHEMA_VERSION,
+        newest(sqlx::migrate!("migrations/postgres"))
+    );
+}
+
+#[tokio::test]
+async fn read_only_opening_creates_nothing_and_refuses_newer_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nothing/here.db", dir.path().display());
+    let missing = super::open_read_only(&url, std::time::Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, super::StoreError::Missing { .. }),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("nothing/here.db"), "{missing}");
+    assert!(!dir.path().join("nothing").exists(), "no folder created");
+
+    let url = format!("sqlite://{}/s.db", dir.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    store
+        .commit(&[batch(vec![accepted("msg:a", vec![])])])
+        .await
+        .unwrap();
+    // A newer Steward migrated it: this one must neither read nor migrate it.
+    sqlx::raw_sql(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.pool().close().await;
+    let newer = super::open_read_only(&url, std::time::Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(newer, super::StoreError::SchemaTooNew { found: 99, .. }),
+        "{newer}"
+    );
+    let newer = SqlStore::open(&url).await.unwrap_err();
+    assert!(
+        matches!(newer, super::StoreError::SchemaTooNew { .. }),
+        "{newer}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_but_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/s.db", dir.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    store
+        .commit(&[batch(vec![accepted("msg:a", vec![])])])
+        .await
+        .unwrap();
+    store.pool().close().await;
+    let reader = super::open_read_only(&url, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(reader.status().await.unwrap().records_total, 1);
+    assert!(
+        reader
+            .commit(&[batch(vec![accepted("msg:b", vec![])])])
+            .await
+            .is_err(),
+        "a reader never writes"
+    );
+}

@@ -26,6 +26,9 @@ pub(crate) enum MeterCommand {
     Quarantine(QuarantineCommand),
     /// List recorded gaps: windows in which a source could not receive.
     Gaps(GapArgs),
+    /// Create the store, or upgrade its schema to this release. `serve` does this at start;
+    /// every other command only reads, and refuses a store that is missing or newer.
+    Migrate,
     /// Usage per project and product over a period, from the stored facts.
     ///
     /// Deterministic: the same facts and catalogue give byte-identical output. Quantities are
@@ -107,6 +110,7 @@ impl MeterCommand {
     pub(crate) async fn run(self, config: Config) -> anyhow::Result<ExitCode> {
         match self {
             Self::Serve => serve(config).await,
+            Self::Migrate => migrate(&config).await,
             Self::Status(args) => status(&open(&config).await?, args.output).await,
             Self::Gaps(args) => gaps(&open(&config).await?, args.limit, args.out.output).await,
             Self::Report(args) => report(&config, args).await,
@@ -120,12 +124,23 @@ impl MeterCommand {
     }
 }
 
+/// Opens the store for reading: never creates or migrates it.
 async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let url = config.meter.store.url.expose();
+    let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
+    store::open_read_only(url, timeout)
+        .await
+        .with_context(|| format!("opening store {}", store::redact_url(url)))
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     let url = config.meter.store.url.expose();
     let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
     store::open_with_timeout(url, timeout)
         .await
-        .with_context(|| format!("opening store {}", store::redact_url(url)))
+        .with_context(|| format!("migrating store {}", store::redact_url(url)))?;
+    println!("{}: schema up to date", store::redact_url(url));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(config: &Config) {
