@@ -64,6 +64,12 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     crate::metrics::describe();
     crate::metrics::start_at_zero(config.amqp.enabled);
+    // One writer per SQLite store, held until this function returns.
+    let _writer_lock = if config.store.url.expose().starts_with("sqlite:") {
+        Some(store::lock_writer(config.store.url.expose()).map_err(ServeError::Store)?)
+    } else {
+        None
+    };
     let store = store::open_with_timeout(
         config.store.url.expose(),
         Duration::from_secs(config.store.connect_timeout_secs.max(1)),

@@ -155,3 +155,34 @@ async fn sigterm_finishes_in_bounded_time_with_stalled_clients() {
     );
     steward.cleanup_broker().await;
 }
+
+/// One writer per SQLite store: a second `serve` on the same file is refused and names the
+/// process that holds it; once that one is gone (even by SIGKILL), the store can be served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_sqlite_store_is_refused() {
+    let mut steward = Steward::new("one-writer", "");
+    steward.start().await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "--config",
+            steward.config.to_str().unwrap(),
+            "meter",
+            "serve",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "already served by another process (pid {}",
+            steward.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(steward.is_ready().await, "the first one is undisturbed");
+    steward.kill();
+    steward.start().await;
+    assert_eq!(steward.terminate(), Some(0));
+    steward.cleanup_broker().await;
+}

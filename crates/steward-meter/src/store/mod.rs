@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 pub use commit::{MAX_IDENTIFIER_BYTES, unstorable};
 pub use sql::SqlStore;
+pub use sqlite::{WriterLock, lock_writer};
 
 use crate::record::{Batch, Gap, Source};
 use crate::time::Instant;
@@ -71,6 +72,25 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("cannot apply store migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Another process serves this SQLite store.
+    #[error(
+        "the store {path} is already served by another process ({holder}); one writer per SQLite store — use PostgreSQL for several replicas"
+    )]
+    InUse {
+        /// The database file.
+        path: String,
+        /// Who holds the lock, as it wrote itself into the lock file.
+        holder: String,
+    },
+    /// The writer lock file could not be used.
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A read-only command was pointed at a store that does not exist.
     #[error(
         "no store at {path}: check meter.store.url (or --config); `steward meter serve` or \

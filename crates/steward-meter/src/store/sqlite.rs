@@ -9,6 +9,66 @@ use sqlx::{AnyPool, Executor};
 use super::{ResourceFacts, StoreError, StoreStream};
 use crate::time::Instant;
 
+/// The one-writer lock of a SQLite store: an exclusive OS lock on `PATH.lock`, held by `serve`
+/// for as long as it runs and released by the OS when the process ends (also on SIGKILL).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+/// Takes the writer lock of the SQLite store at `url` (creating its folder); a second `serve`
+/// on the same file gets [`StoreError::InUse`] naming the process that holds it. Two writers
+/// would each record the other's uptime as its own downtime and compete for the write lock.
+pub fn lock_writer(url: &str) -> Result<WriterLock, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+        url: super::redact_url(url),
+        source,
+    })?;
+    let db = options.get_filename();
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let path = {
+        let mut p = db.as_os_str().to_owned();
+        p.push(".lock");
+        std::path::PathBuf::from(p)
+    };
+    let lock_error = |source| StoreError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::InUse {
+                path: db.display().to_string(),
+                holder: holder.trim().to_owned(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(lock_error(source)),
+    }
+    // Say who holds it, for the next one that tries.
+    file.set_len(0).map_err(lock_error)?;
+    file.rewind().map_err(lock_error)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    write!(file, "pid {} on {}", std::process::id(), host.trim()).map_err(lock_error)?;
+    file.flush().map_err(lock_error)?;
+    Ok(WriterLock { _file: file })
+}
+
 /// The newest migration embedded for SQLite.
 pub(super) const SCHEMA_VERSION: i64 = 2;
 
