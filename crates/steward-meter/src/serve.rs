@@ -6,11 +6,15 @@
 //! to the writer; in-flight HTTP requests finish; the writer commits everything submitted; the
 //! AMQP source acknowledges what was committed; then the process exits.
 //!
-//! HTTP downtime: Ceilometer drops what it cannot post, so a window in which Steward was not
-//! listening is a real gap. The HTTP source writes a heartbeat every `heartbeat_secs` and a last
-//! one at a clean shutdown; at start, the window since the last heartbeat is recorded as a gap.
-//! After a crash the gap starts at the last heartbeat, up to `heartbeat_secs` early: downtime is
-//! over-reported by at most that much, never under-reported.
+//! HTTP downtime: Ceilometer drops what it cannot post, so a window in which no Steward replica
+//! was listening is a real gap. Every `serve` process is a replica with its own heartbeat row
+//! (listening since its start, alive at its latest beat), written every `heartbeat_secs` and at
+//! a clean shutdown. A gap can only end when some replica starts listening, so each replica
+//! checks once, a heartbeat interval and a half after its start (when live replicas have shown
+//! themselves), for every hole in the union of the replicas' listening windows — so a replica
+//! that dies before it looked is covered by the next. Recording a window is idempotent. After a crash the
+//! gap starts at the last heartbeat, up to `heartbeat_secs` early: downtime is over-reported by
+//! at most that much, never under-reported.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +117,10 @@ pub async fn serve(
             amqp: amqp_state,
         });
     let heartbeat_task = if http.enabled {
-        record_http_downtime(store.as_ref()).await;
+        let replica = Replica::this_process();
+        let every = Duration::from_secs(http.heartbeat_secs.max(1));
+        let downtime_task =
+            tokio::spawn(record_http_downtime(store.clone(), every, shutdown.clone()));
         app = app.merge(
             HttpIngest::new(
                 writer.clone(),
@@ -126,11 +133,9 @@ pub async fn serve(
             )
             .router(),
         );
-        Some(tokio::spawn(heartbeat(
-            store.clone(),
-            Duration::from_secs(http.heartbeat_secs.max(1)),
-            shutdown.clone(),
-        )))
+        let heartbeat_task =
+            tokio::spawn(heartbeat(store.clone(), replica, every, shutdown.clone()));
+        Some((heartbeat_task, downtime_task))
     } else {
         None
     };
@@ -152,8 +157,9 @@ pub async fn serve(
     if let Some(task) = amqp_task {
         let _ = task.await;
     }
-    if let Some(task) = heartbeat_task {
-        let _ = task.await;
+    if let Some((heartbeat, downtime)) = heartbeat_task {
+        let _ = heartbeat.await;
+        let _ = downtime.await;
     }
     // Every writer handle is gone now: the writer commits what is queued and stops.
     let _ = writer_task.await;
@@ -277,32 +283,103 @@ async fn render_metrics(State(ops): State<Ops>) -> impl IntoResponse {
     }
 }
 
-async fn record_http_downtime(store: &dyn Store) {
-    let now = Instant::now();
-    match store.last_heartbeat(Source::Http).await {
-        Ok(Some(last)) => {
-            let cause = "steward was not listening for ceilometer posts";
-            match store.open_gap(Source::Http, last, cause).await {
-                Ok(id) => {
-                    let _ = store.close_gap(id, now).await;
-                    metrics::counter!(crate::metrics::GAPS, "source" => "http").increment(1);
-                    tracing::warn!(from = %last, to = %now, "recorded http downtime gap");
-                }
-                Err(error) => {
-                    tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot record gap")
-                }
-            }
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot read heartbeat")
+/// One `serve` process in the heartbeats: host, process id and start, so that a restarted
+/// process is a new replica.
+#[derive(Debug, Clone)]
+struct Replica {
+    id: String,
+    started_at: Instant,
+}
+
+impl Replica {
+    fn this_process() -> Self {
+        let started_at = Instant::now();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        Self {
+            id: format!(
+                "{}/{}/{}",
+                host.trim(),
+                std::process::id(),
+                started_at.micros()
+            ),
+            started_at,
         }
     }
 }
 
-async fn heartbeat(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Every window since the first heartbeat in which no replica was listening: the holes in the
+/// union of the replicas' `[started_at, alive_at]`. A hole always ends where some replica
+/// started; holes are found again by every later replica, so one that dies before it looked is
+/// still covered (recording is idempotent).
+fn http_downtime(beats: &[store::Heartbeat]) -> Vec<(Instant, Instant)> {
+    let mut by_start: Vec<&store::Heartbeat> = beats.iter().collect();
+    by_start.sort_by_key(|b| (b.started_at, b.alive_at));
+    let mut holes = Vec::new();
+    let mut covered_until: Option<Instant> = None;
+    for beat in by_start {
+        match covered_until {
+            Some(until) if beat.started_at > until => {
+                holes.push((until, beat.started_at));
+                covered_until = Some(beat.alive_at);
+            }
+            Some(until) => covered_until = Some(until.max(beat.alive_at)),
+            None => covered_until = Some(beat.alive_at),
+        }
+    }
+    holes
+}
+
+/// Records every HTTP downtime window not recorded yet, once the other replicas have had time
+/// to show that they are alive (one heartbeat interval and a half after this one started: a
+/// live replica's last beat may be up to an interval old), or at shutdown.
+async fn record_http_downtime(
+    store: Arc<dyn Store>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = tokio::time::sleep(every + every / 2) => {}
+        _ = shutdown.changed() => {}
+    }
+    let beats = match store.heartbeats(Source::Http).await {
+        Ok(beats) => beats,
+        Err(error) => {
+            tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot read heartbeats");
+            return;
+        }
+    };
+    let cause = "no steward replica was listening for ceilometer posts";
+    for (from, to) in http_downtime(&beats) {
+        match store.record_gap(Source::Http, from, to, cause).await {
+            Ok(true) => {
+                metrics::counter!(crate::metrics::GAPS, "source" => "http").increment(1);
+                tracing::warn!(%from, %to, "recorded http downtime gap");
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot record gap")
+            }
+        }
+    }
+}
+
+async fn heartbeat(
+    store: Arc<dyn Store>,
+    replica: Replica,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let beat = |at| {
+        let store = store.clone();
+        let replica = replica.clone();
+        async move {
+            store
+                .heartbeat(Source::Http, &replica.id, replica.started_at, at)
+                .await
+        }
+    };
     loop {
-        if let Err(error) = store.heartbeat(Source::Http, Instant::now()).await {
+        if let Err(error) = beat(Instant::now()).await {
             tracing::warn!(error = %crate::ingest::writer::anyhow_like(&error), "cannot write heartbeat");
         }
         tokio::select! {
@@ -310,8 +387,75 @@ async fn heartbeat(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {
-            let _ = store.heartbeat(Source::Http, Instant::now()).await;
+            let _ = beat(Instant::now()).await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_downtime;
+    use crate::store::Heartbeat;
+    use crate::time::Instant;
+
+    fn beat(replica: &str, started: i64, alive: i64) -> Heartbeat {
+        Heartbeat {
+            replica: replica.to_owned(),
+            started_at: Instant(started),
+            alive_at: Instant(alive),
+        }
+    }
+
+    fn holes(beats: &[Heartbeat]) -> Vec<(i64, i64)> {
+        http_downtime(beats)
+            .into_iter()
+            .map(|(a, b)| (a.micros(), b.micros()))
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_alone_is_a_gap_from_the_last_beat() {
+        assert_eq!(
+            holes(&[beat("old", 0, 100), beat("me", 150, 160)]),
+            [(100, 150)]
+        );
+    }
+
+    #[test]
+    fn a_restart_while_another_replica_listens_is_no_gap() {
+        let beats = [
+            beat("old-b", 0, 100),
+            beat("a", 10, 170),
+            beat("me", 150, 160),
+        ];
+        assert_eq!(holes(&beats), []);
+    }
+
+    #[test]
+    fn after_a_full_outage_the_gap_starts_at_the_last_replica_alive() {
+        let beats = [
+            beat("a", 0, 90),
+            beat("b", 5, 100),
+            beat("me", 150, 170),
+            beat("late", 155, 170),
+        ];
+        assert_eq!(holes(&beats), [(100, 150)]);
+    }
+
+    #[test]
+    fn a_replica_that_died_before_it_looked_still_gets_its_gap_found() {
+        // Killed at 210 before its own check; the next one finds both windows.
+        let beats = [
+            beat("a", 0, 100),
+            beat("short", 200, 210),
+            beat("me", 300, 310),
+        ];
+        assert_eq!(holes(&beats), [(100, 200), (210, 300)]);
+    }
+
+    #[test]
+    fn the_very_first_start_is_no_gap() {
+        assert_eq!(holes(&[beat("me", 5, 5)]), []);
     }
 }

@@ -68,3 +68,51 @@ async fn two_replicas_on_postgres_survive_a_sigkill_with_exact_totals() {
     first.cleanup_broker().await;
     drop_postgres_database(&url).await;
 }
+
+/// Per-replica heartbeats: restarting one replica while another listens for Ceilometer posts
+/// is no HTTP downtime; stopping both is, from the last one's heartbeat to the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_gap_is_recorded_only_when_no_replica_was_listening() {
+    let Some(url) = postgres_database("heartbeats").await else {
+        return;
+    };
+    let first = Steward::new("heartbeat", "");
+    let mut a = Steward::replica(&first, &url);
+    let mut b = Steward::replica(&first, &url);
+    a.start().await;
+    b.start().await;
+    let db = PgPool::connect(&url).await.unwrap();
+    let http_gaps = "SELECT COUNT(*) FROM gaps WHERE source = 'http'";
+    // Heartbeats every second; each start checks 1.5 s later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.kill();
+    b.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&db, http_gaps).await,
+        0,
+        "a listened throughout:\n{}",
+        b.log()
+    );
+    // Now nobody listens for a while.
+    a.kill();
+    b.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.start().await;
+    let gaps = wait_for(&db, http_gaps, 1, Duration::from_secs(10)).await;
+    assert_eq!(gaps, 1, "{}", b.log());
+    let (started, ended): (i64, i64) =
+        sqlx::query_as("SELECT started_at, ended_at FROM gaps WHERE source = 'http'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let window = Duration::from_micros((ended - started) as u64);
+    assert!(
+        window >= Duration::from_secs(3) && window < Duration::from_secs(6),
+        "the window from the last beat to the restart: {window:?}"
+    );
+    assert_eq!(b.terminate(), Some(0));
+    db.close().await;
+    first.cleanup_broker().await;
+    drop_postgres_database(&url).await;
+}

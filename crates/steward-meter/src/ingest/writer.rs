@@ -197,16 +197,31 @@ mod tests {
         fn close_gap(&self, _: i64, _: Instant) -> StoreFuture<'_, ()> {
             unused()
         }
+        fn record_gap<'a>(
+            &'a self,
+            _: Source,
+            _: Instant,
+            _: Instant,
+            _: &'a str,
+        ) -> StoreFuture<'a, bool> {
+            unused()
+        }
         fn close_stale_gaps(&self, _: Source, _: Instant) -> StoreFuture<'_, u64> {
             unused()
         }
         fn gaps(&self, _: u32) -> StoreFuture<'_, Vec<Gap>> {
             unused()
         }
-        fn heartbeat(&self, _: Source, _: Instant) -> StoreFuture<'_, ()> {
+        fn heartbeat<'a>(
+            &'a self,
+            _: Source,
+            _: &'a str,
+            _: Instant,
+            _: Instant,
+        ) -> StoreFuture<'a, ()> {
             unused()
         }
-        fn last_heartbeat(&self, _: Source) -> StoreFuture<'_, Option<Instant>> {
+        fn heartbeats(&self, _: Source) -> StoreFuture<'_, Vec<crate::store::Heartbeat>> {
             unused()
         }
         fn status(&self) -> StoreFuture<'_, StatusSummary> {

@@ -280,6 +280,18 @@ pub struct ResourceFacts {
     pub facts: Vec<FactRow>,
 }
 
+/// One `serve` process's heartbeat for one source: it listened from `started_at` until at
+/// least `alive_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The replica (process) id.
+    pub replica: String,
+    /// When it started listening.
+    pub started_at: Instant,
+    /// Its latest heartbeat.
+    pub alive_at: Instant,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -310,14 +322,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'a, i64>;
     /// Records the end of a gap.
     fn close_gap(&self, id: i64, ended_at: Instant) -> StoreFuture<'_, ()>;
+    /// Records a closed gap `[started_at, ended_at)` unless that very window is already recorded
+    /// (several replicas may find the same one); returns whether it was new.
+    fn record_gap<'a>(
+        &'a self,
+        source: Source,
+        started_at: Instant,
+        ended_at: Instant,
+        cause: &'a str,
+    ) -> StoreFuture<'a, bool>;
     /// Closes gaps of `source` left open by a previous process; returns how many.
     fn close_stale_gaps(&self, source: Source, ended_at: Instant) -> StoreFuture<'_, u64>;
     /// Recent gaps, newest first.
     fn gaps(&self, limit: u32) -> StoreFuture<'_, Vec<Gap>>;
-    /// Records that `source` was able to receive at `at`.
-    fn heartbeat(&self, source: Source, at: Instant) -> StoreFuture<'_, ()>;
-    /// The last heartbeat of `source`, if any.
-    fn last_heartbeat(&self, source: Source) -> StoreFuture<'_, Option<Instant>>;
+    /// Records that `replica` (one `serve` process, listening since `started_at`) could receive
+    /// for `source` at `at`.
+    fn heartbeat<'a>(
+        &'a self,
+        source: Source,
+        replica: &'a str,
+        started_at: Instant,
+        at: Instant,
+    ) -> StoreFuture<'a, ()>;
+    /// Every replica's heartbeat for `source`, oldest first.
+    fn heartbeats(&self, source: Source) -> StoreFuture<'_, Vec<Heartbeat>>;
     /// Counters and totals for `meter status`.
     fn status(&self) -> StoreFuture<'_, StatusSummary>;
     /// Quarantine entries, newest first, without bodies' bytes beyond what is needed.

@@ -7,7 +7,7 @@ use super::sql::{Backend, refuse_newer_schema, schema_version};
 use super::{StoreError, redact_url};
 
 /// The newest migration embedded for PostgreSQL.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Connects to `postgres://…` with every transaction read-only; nothing is migrated.
 pub(super) async fn connect_read_only(

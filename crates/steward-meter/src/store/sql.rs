@@ -238,6 +238,28 @@ impl Store for SqlStore {
         })
     }
 
+    fn record_gap<'a>(
+        &'a self,
+        source: Source,
+        started_at: Instant,
+        ended_at: Instant,
+        cause: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query::<Any>(
+                "INSERT INTO gaps (source, started_at, ended_at, cause) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(source.as_str())
+            .bind(started_at.micros())
+            .bind(ended_at.micros())
+            .bind(cause)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     fn close_stale_gaps(&self, source: Source, ended_at: Instant) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let done = sqlx::query::<Any>(
@@ -265,13 +287,22 @@ impl Store for SqlStore {
         })
     }
 
-    fn heartbeat(&self, source: Source, at: Instant) -> StoreFuture<'_, ()> {
+    fn heartbeat<'a>(
+        &'a self,
+        source: Source,
+        replica: &'a str,
+        started_at: Instant,
+        at: Instant,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             sqlx::query::<Any>(
-                "INSERT INTO heartbeats (source, alive_at) VALUES ($1, $2) \
-                 ON CONFLICT (source) DO UPDATE SET alive_at = excluded.alive_at",
+                "INSERT INTO replica_heartbeats (source, replica, started_at, alive_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (source, replica) DO UPDATE SET alive_at = excluded.alive_at",
             )
             .bind(source.as_str())
+            .bind(replica)
+            .bind(started_at.micros())
             .bind(at.micros())
             .execute(&self.pool)
             .await?;
@@ -279,16 +310,25 @@ impl Store for SqlStore {
         })
     }
 
-    fn last_heartbeat(&self, source: Source) -> StoreFuture<'_, Option<Instant>> {
+    fn heartbeats(&self, source: Source) -> StoreFuture<'_, Vec<super::Heartbeat>> {
         Box::pin(async move {
-            let row = sqlx::query::<Any>("SELECT alive_at FROM heartbeats WHERE source = $1")
-                .bind(source.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(match row {
-                Some(row) => Some(Instant(row.try_get("alive_at")?)),
-                None => None,
-            })
+            let rows = sqlx::query::<Any>(
+                "SELECT replica, started_at, alive_at FROM replica_heartbeats \
+                 WHERE source = $1 ORDER BY alive_at, replica",
+            )
+            .bind(source.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(super::Heartbeat {
+                        replica: row.try_get("replica")?,
+                        started_at: Instant(row.try_get("started_at")?),
+                        alive_at: Instant(row.try_get("alive_at")?),
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
         })
     }
 

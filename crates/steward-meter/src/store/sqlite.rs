@@ -70,7 +70,7 @@ pub fn lock_writer(url: &str) -> Result<WriterLock, StoreError> {
 }
 
 /// The newest migration embedded for SQLite.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Opens an existing `sqlite://PATH` read-only: no file, folder, journal change or migration.
 pub(super) async fn connect_read_only(

@@ -324,14 +324,30 @@ async fn gaps_open_close_and_close_stale(store: &SqlStore) {
 }
 
 async fn heartbeats_round_trip(store: &SqlStore) {
-    assert_eq!(store.last_heartbeat(Source::Http).await.unwrap(), None);
-    store.heartbeat(Source::Http, Instant(7)).await.unwrap();
-    store.heartbeat(Source::Http, Instant(9)).await.unwrap();
+    assert_eq!(store.heartbeats(Source::Http).await.unwrap(), vec![]);
+    store
+        .heartbeat(Source::Http, "a", Instant(1), Instant(7))
+        .await
+        .unwrap();
+    store
+        .heartbeat(Source::Http, "a", Instant(1), Instant(9))
+        .await
+        .unwrap();
+    store
+        .heartbeat(Source::Http, "b", Instant(5), Instant(8))
+        .await
+        .unwrap();
+    let beats = store.heartbeats(Source::Http).await.unwrap();
+    let seen: Vec<_> = beats
+        .iter()
+        .map(|b| (b.replica.as_str(), b.started_at, b.alive_at))
+        .collect();
     assert_eq!(
-        store.last_heartbeat(Source::Http).await.unwrap(),
-        Some(Instant(9))
+        seen,
+        [("b", Instant(5), Instant(8)), ("a", Instant(1), Instant(9))],
+        "one row per replica, the start kept"
     );
-    assert_eq!(store.last_heartbeat(Source::Amqp).await.unwrap(), None);
+    assert_eq!(store.heartbeats(Source::Amqp).await.unwrap(), vec![]);
 }
 
 async fn status_counts_per_source(store: &SqlStore) {

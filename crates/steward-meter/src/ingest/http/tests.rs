@@ -330,16 +330,31 @@ impl Store for BrokenStore {
     fn close_gap(&self, _: i64, _: Instant) -> StoreFuture<'_, ()> {
         broken()
     }
+    fn record_gap<'a>(
+        &'a self,
+        _: Source,
+        _: Instant,
+        _: Instant,
+        _: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        broken()
+    }
     fn close_stale_gaps(&self, _: Source, _: Instant) -> StoreFuture<'_, u64> {
         broken()
     }
     fn gaps(&self, _: u32) -> StoreFuture<'_, Vec<Gap>> {
         broken()
     }
-    fn heartbeat(&self, _: Source, _: Instant) -> StoreFuture<'_, ()> {
+    fn heartbeat<'a>(
+        &'a self,
+        _: Source,
+        _: &'a str,
+        _: Instant,
+        _: Instant,
+    ) -> StoreFuture<'a, ()> {
         broken()
     }
-    fn last_heartbeat(&self, _: Source) -> StoreFuture<'_, Option<Instant>> {
+    fn heartbeats(&self, _: Source) -> StoreFuture<'_, Vec<crate::store::Heartbeat>> {
         broken()
     }
     fn status(&self) -> StoreFuture<'_, StatusSummary> {
