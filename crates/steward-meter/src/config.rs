@@ -428,9 +428,12 @@ impl MeterConfig {
         if self.writer.max_records_per_commit == 0 {
             bad("writer.max_records_per_commit", "must be at least 1");
         }
-        for (i, product) in self.products.iter().flatten().enumerate() {
-            for message in product.problems() {
-                bad(&format!("products[{i}]"), &message);
+        if let Some(products) = &self.products {
+            for (index, message) in crate::usage::catalogue::catalogue_problems(products) {
+                match index {
+                    Some(i) => bad(&format!("products[{i}]"), &message),
+                    None => bad("products", &message),
+                }
             }
         }
         problems

@@ -36,6 +36,151 @@ fn one() -> u64 {
     1
 }
 
+/// The attributes facts carry for each resource type (what placeholders and `attribute` may
+/// name): the normalisers' fields, the payload times that date a resource, and what Ceilometer
+/// samples add.
+pub fn known_attributes(resource: ResourceType) -> &'static [&'static str] {
+    match resource {
+        ResourceType::Instance => &[
+            "flavor_name",
+            "flavor_id",
+            "vcpus",
+            "memory_mb",
+            "root_gb",
+            "ephemeral_gb",
+            "availability_zone",
+            "state",
+            "power_state",
+            "launched_at",
+            "created_at",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::Volume | ResourceType::Backup => &[
+            "size_gb",
+            "volume_type",
+            "volume_id",
+            "availability_zone",
+            "status",
+            "launched_at",
+            "created_at",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::Snapshot => &[
+            "size_gb",
+            "volume_id",
+            "status",
+            "created_at",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::Image => &[
+            "size_bytes",
+            "virtual_size_bytes",
+            "disk_format",
+            "name",
+            "status",
+            "visibility",
+            "created_at",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::FloatingIp => &[
+            "floating_ip_address",
+            "floating_network_id",
+            "router_id",
+            "port_id",
+            "status",
+            "created_at",
+            "caller_project_id",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::Router => &[
+            "name",
+            "status",
+            "external_network_id",
+            "created_at",
+            "caller_project_id",
+            "meter",
+            "unit",
+            "volume",
+        ],
+        ResourceType::LoadBalancer => &[
+            "flavor",
+            "flavor_id",
+            "name",
+            "provider",
+            "vip_address",
+            "availability_zone",
+            "created_at",
+            "meter",
+            "unit",
+            "volume",
+        ],
+    }
+}
+
+/// The `{key}`s of a product name, or why the name is malformed.
+fn placeholders(name: &str) -> Result<Vec<&str>, String> {
+    let mut keys = Vec::new();
+    let mut rest = name;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest.as_bytes()[open] == b'}' {
+            return Err(format!("product {name:?} has a '}}' without its '{{'"));
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("product {name:?} has a '{{' without its '}}'"));
+        };
+        let key = &rest[open + 1..open + close];
+        if key.is_empty() || key.contains('{') {
+            return Err(format!(
+                "product {name:?} has an empty or nested placeholder"
+            ));
+        }
+        keys.push(key);
+        rest = &rest[open + close + 1..];
+    }
+    Ok(keys)
+}
+
+/// Problems of a whole catalogue: each entry's, an empty list, and product names given twice
+/// (their quantities would be added up across units), as `(index, message)`.
+pub fn catalogue_problems(products: &[Product]) -> Vec<(Option<usize>, String)> {
+    let mut problems = Vec::new();
+    if products.is_empty() {
+        problems.push((
+            None,
+            "lists no product: leave meter.products out for the SCS default catalogue".to_owned(),
+        ));
+    }
+    for (i, product) in products.iter().enumerate() {
+        for message in product.problems() {
+            problems.push((Some(i), message));
+        }
+        if let Some(first) = products[..i]
+            .iter()
+            .position(|p| p.product == product.product)
+        {
+            problems.push((
+                Some(i),
+                format!(
+                    "product {:?} is already defined as products[{first}]: each product name \
+                     once, so that no quantities of different units are added up",
+                    product.product
+                ),
+            ));
+        }
+    }
+    problems
+}
+
 /// The SCS default catalogue. Shelved-offloaded (and deleted) instances bill no compute; their
 /// volumes keep billing.
 pub fn default_catalogue() -> Vec<Product> {
@@ -124,15 +269,90 @@ impl Product {
     /// Problems with this entry, as messages.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.product.is_empty() {
+        if self.product.trim().is_empty() {
             problems.push("product must not be empty".to_owned());
+        }
+        if self.unit.trim().is_empty() {
+            problems.push("unit must not be empty".to_owned());
+        }
+        let known = known_attributes(self.resource);
+        let unknown = |name: &str| {
+            format!(
+                "{name} is not an attribute of {} resources; they have: {}",
+                self.resource.as_str(),
+                known.join(", ")
+            )
+        };
+        match placeholders(&self.product) {
+            Ok(keys) => {
+                for key in keys {
+                    if !known.contains(&key) {
+                        problems.push(format!("placeholder {{{key}}}: {}", unknown(key)));
+                    }
+                }
+            }
+            Err(message) => problems.push(message),
+        }
+        if let Some(attribute) = &self.attribute
+            && !known.contains(&attribute.as_str())
+        {
+            problems.push(format!("attribute {}", unknown(attribute)));
         }
         if self.divisor == 0 {
             problems.push("divisor must be at least 1".to_owned());
+        }
+        if self.statuses.as_ref().is_some_and(Vec::is_empty) {
+            problems.push("statuses lists no status: nothing would ever bill".to_owned());
         }
         if self.statuses.is_some() && self.resource != ResourceType::Instance {
             problems.push("statuses apply to instance products only".to_owned());
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(name: &str, resource: ResourceType, unit: &str) -> Product {
+        Product {
+            product: name.to_owned(),
+            resource,
+            unit: unit.to_owned(),
+            attribute: None,
+            divisor: 1,
+            statuses: None,
+        }
+    }
+
+    #[test]
+    fn the_default_catalogue_has_no_problems() {
+        assert_eq!(catalogue_problems(&default_catalogue()), vec![]);
+    }
+
+    #[test]
+    fn mistakes_an_operator_makes_are_each_refused() {
+        let mut vcpu = product("instance.vcpu", ResourceType::Instance, "vCPU-hour");
+        vcpu.attribute = Some("vcpu".to_owned());
+        let products = vec![
+            product("x", ResourceType::Instance, "hour"),
+            product("x", ResourceType::Volume, "TiB-hour"),
+            product("instance:{flavour}", ResourceType::Instance, "hour"),
+            product("volume:{volume_type", ResourceType::Volume, "GiB-hour"),
+            vcpu,
+        ];
+        let problems = catalogue_problems(&products);
+        let text: Vec<String> = problems
+            .iter()
+            .map(|(i, m)| format!("{i:?}: {m}"))
+            .collect();
+        assert_eq!(problems.len(), 4, "{text:#?}");
+        assert!(text[0].starts_with("Some(1): product \"x\" is already defined as products[0]"));
+        assert!(text[1].contains("placeholder {flavour}: flavour is not an attribute of instance"));
+        assert!(text[1].contains("flavor_name"), "the known ones are listed");
+        assert!(text[2].contains("without its '}'"));
+        assert!(text[3].contains("attribute vcpu is not an attribute of instance"));
+        assert_eq!(catalogue_problems(&[]).len(), 1, "an empty catalogue");
     }
 }
