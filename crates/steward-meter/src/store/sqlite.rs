@@ -21,17 +21,7 @@ pub struct WriterLock {
 /// would each record the other's uptime as its own downtime and compete for the write lock.
 pub fn lock_writer(url: &str) -> Result<WriterLock, StoreError> {
     use std::io::{Read, Seek, Write};
-    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-        url: super::redact_url(url),
-        source,
-    })?;
-    let db = options.get_filename();
-    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-            path: parent.display().to_string(),
-            source,
-        })?;
-    }
+    let db = database_file(url, true)?;
     let path = {
         let mut p = db.as_os_str().to_owned();
         p.push(".lock");
@@ -69,6 +59,28 @@ pub fn lock_writer(url: &str) -> Result<WriterLock, StoreError> {
     Ok(WriterLock { _file: file })
 }
 
+/// The database file a `sqlite://` URL names; with `create_folder`, its folder is created.
+fn database_file(url: &str, create_folder: bool) -> Result<std::path::PathBuf, StoreError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+        url: super::redact_url(url),
+        source,
+    })?;
+    let db = options.get_filename().to_path_buf();
+    if create_folder && let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(db)
+}
+
+/// `url` with SQLite's open `mode` (`ro`, `rwc`) added.
+fn with_mode(url: &str, mode: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode={mode}")
+}
+
 /// The newest migration embedded for SQLite.
 pub(super) const SCHEMA_VERSION: i64 = 3;
 
@@ -77,21 +89,13 @@ pub(super) async fn connect_read_only(
     url: &str,
     timeout: std::time::Duration,
 ) -> Result<AnyPool, StoreError> {
-    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-        url: super::redact_url(url),
-        source,
-    })?;
-    let path = options.get_filename();
+    let path = database_file(url, false)?;
     if !path.is_file() {
         return Err(StoreError::Missing {
             path: path.display().to_string(),
         });
     }
-    let any_url = if url.contains('?') {
-        format!("{url}&mode=ro")
-    } else {
-        format!("{url}?mode=ro")
-    };
+    let any_url = with_mode(url, "ro");
     AnyPoolOptions::new()
         .acquire_timeout(timeout)
         .max_connections(2)
@@ -116,22 +120,8 @@ pub(super) async fn connect(
     timeout: std::time::Duration,
 ) -> Result<AnyPool, StoreError> {
     // Validate the URL and create the folder before sqlx tries to open the file.
-    let options = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-        url: super::redact_url(url),
-        source,
-    })?;
-    let path = options.get_filename();
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-            path: parent.display().to_string(),
-            source,
-        })?;
-    }
-    let any_url = if url.contains('?') {
-        format!("{url}&mode=rwc")
-    } else {
-        format!("{url}?mode=rwc")
-    };
+    database_file(url, true)?;
+    let any_url = with_mode(url, "rwc");
     let pool = AnyPoolOptions::new()
         .acquire_timeout(timeout)
         .max_connections(4)

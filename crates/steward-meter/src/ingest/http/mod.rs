@@ -174,31 +174,28 @@ impl Chunks {
         expect: Expect,
         scrubber: std::sync::Arc<crate::scrub::Scrubber>,
     ) -> Self {
-        if body.len() <= INLINE_DECODE_BYTES {
-            let mut all = Vec::new();
+        let small = body.len() <= INLINE_DECODE_BYTES;
+        let decode = move |sink: &mut dyn FnMut(Vec<Decoded>) -> bool| {
             decode::decode_stream(
                 &body,
                 expect,
                 Instant::now(),
                 &scrubber,
                 decode::CHUNK_ITEMS,
-                |chunk| {
-                    all.push(chunk);
-                    true
-                },
-            );
+                sink,
+            )
+        };
+        if small {
+            let mut all = Vec::new();
+            decode(&mut |chunk| {
+                all.push(chunk);
+                true
+            });
             return Self::Inline(all.into_iter());
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Decoded>>(1);
         let decoder = tokio::task::spawn_blocking(move || {
-            decode::decode_stream(
-                &body,
-                expect,
-                Instant::now(),
-                &scrubber,
-                decode::CHUNK_ITEMS,
-                |chunk| tx.blocking_send(chunk).is_ok(),
-            )
+            decode(&mut |chunk| tx.blocking_send(chunk).is_ok())
         });
         Self::Streamed { rx, decoder }
     }
