@@ -51,3 +51,11 @@ pub mod server;
 pub mod store;
 pub mod time;
 pub mod usage;
+
+/// The name of the host this process runs on (for lock files and replica ids); empty where the
+/// kernel does not say.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}

@@ -294,11 +294,10 @@ struct Replica {
 impl Replica {
     fn this_process() -> Self {
         let started_at = Instant::now();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Self {
             id: format!(
                 "{}/{}/{}",
-                host.trim(),
+                crate::host_name(),
                 std::process::id(),
                 started_at.micros()
             ),

@@ -3,24 +3,24 @@
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
-use super::sql::{Backend, refuse_newer_schema, schema_version};
 use super::{StoreError, redact_url};
 
-/// The newest migration embedded for PostgreSQL.
-pub(super) const SCHEMA_VERSION: i64 = 3;
-
-/// Connects to `postgres://…` with every transaction read-only; nothing is migrated.
-pub(super) async fn connect_read_only(
+/// Connects to `postgres://…`: a pool of 8 for `serve` (migrated by the caller, serialised by
+/// sqlx's advisory lock), or, `read_only`, a pool of 2 whose every transaction is read-only.
+pub(super) async fn connect(
     url: &str,
     timeout: std::time::Duration,
+    read_only: bool,
 ) -> Result<AnyPool, StoreError> {
     AnyPoolOptions::new()
         .acquire_timeout(timeout)
-        .max_connections(2)
-        .after_connect(|conn, _meta| {
+        .max_connections(if read_only { 2 } else { 8 })
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute("SET default_transaction_read_only = on")
-                    .await?;
+                if read_only {
+                    conn.execute("SET default_transaction_read_only = on")
+                        .await?;
+                }
                 Ok(())
             })
         })
@@ -30,28 +30,4 @@ pub(super) async fn connect_read_only(
             url: redact_url(url),
             source,
         })
-}
-
-/// Connects to `postgres://…` and applies migrations (serialised by sqlx's advisory lock).
-pub(super) async fn connect(
-    url: &str,
-    timeout: std::time::Duration,
-) -> Result<AnyPool, StoreError> {
-    let pool = AnyPoolOptions::new()
-        .acquire_timeout(timeout)
-        .max_connections(8)
-        .connect(url)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: redact_url(url),
-            source,
-        })?;
-    if let Some(found) = schema_version(&pool, Backend::Postgres).await? {
-        refuse_newer_schema(found, Backend::Postgres)?;
-    }
-    sqlx::migrate!("migrations/postgres")
-        .run(&pool)
-        .await
-        .map_err(StoreError::Migrate)?;
-    Ok(pool)
 }

@@ -43,22 +43,16 @@ impl SqlStore {
         url: &str,
         timeout: std::time::Duration,
     ) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        if url.starts_with("sqlite:") {
-            Ok(Self {
-                pool: sqlite::connect(url, timeout).await?,
-                backend: Backend::Sqlite,
-                url: url.to_owned(),
-            })
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self {
-                pool: postgres::connect(url, timeout).await?,
-                backend: Backend::Postgres,
-                url: url.to_owned(),
-            })
-        } else {
-            Err(StoreError::UnsupportedUrl(super::redact_url(url)))
+        let store = Self::connect(url, timeout, false).await?;
+        // A store migrated by a newer Steward is refused before anything is applied to it.
+        if let Some(found) = schema_version(&store.pool, store.backend).await? {
+            refuse_newer_schema(found, store.backend)?;
         }
+        migrator(store.backend)
+            .run(&store.pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(store)
     }
 
     /// Opens an existing store for reading only; see [`super::open_read_only`].
@@ -66,28 +60,38 @@ impl SqlStore {
         url: &str,
         timeout: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        let store = Self::connect(url, timeout, true).await?;
+        match schema_version(&store.pool, store.backend).await? {
+            None => Err(StoreError::NotAStore {
+                url: super::redact_url(url),
+            }),
+            Some(found) => {
+                refuse_newer_schema(found, store.backend)?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// A pool on `url` for its backend, without migrating.
+    async fn connect(
+        url: &str,
+        timeout: std::time::Duration,
+        read_only: bool,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (pool, backend) = if url.starts_with("sqlite:") {
             (
-                sqlite::connect_read_only(url, timeout).await?,
+                sqlite::connect(url, timeout, read_only).await?,
                 Backend::Sqlite,
             )
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (
-                postgres::connect_read_only(url, timeout).await?,
+                postgres::connect(url, timeout, read_only).await?,
                 Backend::Postgres,
             )
         } else {
             return Err(StoreError::UnsupportedUrl(super::redact_url(url)));
         };
-        match schema_version(&pool, backend).await? {
-            None => {
-                return Err(StoreError::NotAStore {
-                    url: super::redact_url(url),
-                });
-            }
-            Some(found) => refuse_newer_schema(found, backend)?,
-        }
         Ok(Self {
             pool,
             backend,
@@ -107,10 +111,7 @@ impl SqlStore {
 }
 
 /// The newest migration applied to the store, or `None` when it holds no Steward schema.
-pub(super) async fn schema_version(
-    pool: &AnyPool,
-    backend: Backend,
-) -> Result<Option<i64>, StoreError> {
+async fn schema_version(pool: &AnyPool, backend: Backend) -> Result<Option<i64>, StoreError> {
     let exists = match backend {
         Backend::Sqlite => {
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
@@ -132,12 +133,21 @@ pub(super) async fn schema_version(
     Ok(Some(row.try_get::<i64, _>(0)?))
 }
 
-/// [`StoreError::SchemaTooNew`] when the store was migrated past what this binary knows.
-pub(super) fn refuse_newer_schema(found: i64, backend: Backend) -> Result<(), StoreError> {
-    let supported = match backend {
-        Backend::Sqlite => sqlite::SCHEMA_VERSION,
-        Backend::Postgres => postgres::SCHEMA_VERSION,
-    };
+/// The migrations embedded for `backend`.
+fn migrator(backend: Backend) -> sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+    }
+}
+
+/// [`StoreError::SchemaTooNew`] when the store was migrated past what this binary embeds.
+fn refuse_newer_schema(found: i64, backend: Backend) -> Result<(), StoreError> {
+    let supported = migrator(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
     if found > supported {
         return Err(StoreError::SchemaTooNew { found, supported });
     }

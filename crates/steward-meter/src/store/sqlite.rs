@@ -53,8 +53,7 @@ pub fn lock_writer(url: &str) -> Result<WriterLock, StoreError> {
     // Say who holds it, for the next one that tries.
     file.set_len(0).map_err(lock_error)?;
     file.rewind().map_err(lock_error)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    write!(file, "pid {} on {}", std::process::id(), host.trim()).map_err(lock_error)?;
+    write!(file, "pid {} on {}", std::process::id(), crate::host_name()).map_err(lock_error)?;
     file.flush().map_err(lock_error)?;
     Ok(WriterLock { _file: file })
 }
@@ -81,74 +80,46 @@ fn with_mode(url: &str, mode: &str) -> String {
     format!("{url}{separator}mode={mode}")
 }
 
-/// The newest migration embedded for SQLite.
-pub(super) const SCHEMA_VERSION: i64 = 3;
-
-/// Opens an existing `sqlite://PATH` read-only: no file, folder, journal change or migration.
-pub(super) async fn connect_read_only(
+/// Connects to `sqlite://PATH`: for `serve`, creating the file and its folder (WAL,
+/// `synchronous=FULL`; migrated by the caller); `read_only`, an existing file only, with no
+/// file, folder, journal change or migration.
+pub(super) async fn connect(
     url: &str,
     timeout: std::time::Duration,
+    read_only: bool,
 ) -> Result<AnyPool, StoreError> {
-    let path = database_file(url, false)?;
-    if !path.is_file() {
+    // Validate the URL (and create the folder) before sqlx tries to open the file.
+    let path = database_file(url, !read_only)?;
+    if read_only && !path.is_file() {
         return Err(StoreError::Missing {
             path: path.display().to_string(),
         });
     }
-    let any_url = with_mode(url, "ro");
+    let (mode, connections, pragmas) = if read_only {
+        ("ro", 2, "PRAGMA busy_timeout=10000; PRAGMA query_only=ON;")
+    } else {
+        (
+            "rwc",
+            4,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+        )
+    };
     AnyPoolOptions::new()
         .acquire_timeout(timeout)
-        .max_connections(2)
-        .after_connect(|conn, _meta| {
+        .max_connections(connections)
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute("PRAGMA busy_timeout=10000; PRAGMA query_only=ON;")
-                    .await?;
+                conn.execute(pragmas).await?;
                 Ok(())
             })
         })
-        .connect(&any_url)
+        .connect(&with_mode(url, mode))
         .await
         .map_err(|source| StoreError::Connect {
             url: super::redact_url(url),
             source,
         })
-}
-
-/// Connects to `sqlite://PATH` (creating the file and its folder) and applies migrations.
-pub(super) async fn connect(
-    url: &str,
-    timeout: std::time::Duration,
-) -> Result<AnyPool, StoreError> {
-    // Validate the URL and create the folder before sqlx tries to open the file.
-    database_file(url, true)?;
-    let any_url = with_mode(url, "rwc");
-    let pool = AnyPoolOptions::new()
-        .acquire_timeout(timeout)
-        .max_connections(4)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                     PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .connect(&any_url)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: super::redact_url(url),
-            source,
-        })?;
-    if let Some(found) = super::sql::schema_version(&pool, super::sql::Backend::Sqlite).await? {
-        super::sql::refuse_newer_schema(found, super::sql::Backend::Sqlite)?;
-    }
-    sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
-        .await
-        .map_err(StoreError::Migrate)?;
-    Ok(pool)
 }
 
 /// Facts effective before `until`, one item per resource, for reports.

@@ -709,19 +709,6 @@ fn urls_are_redacted_in_userinfo_and_query() {
     assert_eq!(super::redact_url("sqlite://./a.db"), "sqlite://./a.db");
 }
 
-#[test]
-fn the_known_schema_version_is_the_newest_embedded_migration() {
-    let newest = |m: sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap();
-    assert_eq!(
-        super::sqlite::SCHEMA_VERSION,
-        newest(sqlx::migrate!("migrations/sqlite"))
-    );
-    assert_eq!(
-        super::postgres::SCHEMA_VERSION,
-        newest(sqlx::migrate!("migrations/postgres"))
-    );
-}
-
 #[tokio::test]
 async fn read_only_opening_creates_nothing_and_refuses_newer_schemas() {
     let dir = tempfile::tempdir().unwrap();
