@@ -101,10 +101,12 @@ async fn broker_disconnect_mid_stream_is_a_recorded_gap_and_loses_nothing() {
     let exchange = steward.exchange.clone();
     let publisher = tokio::spawn(async move {
         let p = Publisher::connect().await;
+        // Paced over ~12 s: each rabbitmqctl call takes a second or more under load, and the
+        // second disconnect must still land while the stream flows.
         for chunk in bodies.chunks(250) {
             p.publish(&exchange, "notifications.info", chunk.to_vec())
                 .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         p.close().await;
     });
