@@ -182,12 +182,13 @@ struct ReportQuery {
     period: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    as_of: Option<String>,
     project: Option<String>,
     #[serde(default)]
     detail: bool,
 }
 
-/// `GET /v1/reports?period=2026-10[&project=ID][&detail=true]` (or `from`/`to` in RFC 3339):
+/// `GET /v1/reports?period=2026-10[&as_of=TIME][&project=ID][&detail=true]` (or `from`/`to` in RFC 3339):
 /// the same JSON as `steward meter report -o json`, behind the ingest token when one is set.
 fn report_routes(api: ReportApi) -> Router {
     Router::new()
@@ -225,8 +226,16 @@ async fn get_report(
         Ok(p) => p,
         Err(e) => return bad(e.to_string()),
     };
+    let as_of = match query.as_of.as_deref().map(crate::time::parse_timestamp) {
+        None => crate::time::Instant::now(),
+        Some(Ok(Some(t))) => t,
+        Some(_) => {
+            return bad("as_of is not an RFC 3339 time like 2026-10-01T00:00:00Z".to_owned());
+        }
+    };
     let request = crate::report::ReportRequest {
         period,
+        as_of,
         project: query.project,
         detail: query.detail,
     };

@@ -72,6 +72,18 @@ impl serde::Serialize for Instant {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Instant {
+    /// Reads any RFC 3339 form [`parse_timestamp`] accepts (what [`Instant`] writes included).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        match parse_timestamp(&text) {
+            Ok(Some(instant)) => Ok(instant),
+            Ok(None) => Err(serde::de::Error::custom("an empty time")),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
+    }
+}
+
 impl std::fmt::Display for Instant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_rfc3339())

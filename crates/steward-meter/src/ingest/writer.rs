@@ -242,6 +242,9 @@ mod tests {
         ) -> crate::store::StoreStream<'_, crate::store::ResourceFacts> {
             Box::pin(futures_lite::stream::empty())
         }
+        fn coverage(&self) -> StoreFuture<'_, crate::store::Coverage> {
+            unused()
+        }
         fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
             unused()
         }

@@ -210,6 +210,29 @@ pub struct SourceStats {
     pub last_received_at: Option<Instant>,
 }
 
+/// What the store has heard: see [`Store::coverage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Coverage {
+    /// When the first input was received; `None` when none was.
+    pub first_input_at: Option<Instant>,
+    /// When the last input was received.
+    pub last_input_at: Option<Instant>,
+    /// The earliest time a fact describes (replayed or late history can predate every
+    /// reception).
+    pub first_fact_at: Option<Instant>,
+}
+
+impl Coverage {
+    /// Where the store's knowledge begins: its first input or the earliest time a fact
+    /// describes, whichever is earlier. Before it, usage is unknown.
+    pub fn known_from(&self) -> Option<Instant> {
+        match (self.first_input_at, self.first_fact_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A quarantine entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineEntry {
@@ -358,6 +381,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// id (facts inside an item in no particular order). Streamed, so a report holds one
     /// resource's facts at a time.
     fn resources_until(&self, until: Instant) -> StoreStream<'_, ResourceFacts>;
+    /// What the store has heard: its first and last input (records and quarantined inputs
+    /// alike) and its earliest fact.
+    fn coverage(&self) -> StoreFuture<'_, Coverage>;
     /// Gaps that overlap `[start, end)` (open gaps included), oldest first.
     fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>>;
 }

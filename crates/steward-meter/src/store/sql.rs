@@ -8,8 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
 
 use super::{
-    CommitOutcome, QuarantineEntry, ResourceFacts, SourceStats, StatusSummary, Store, StoreError,
-    StoreFuture, StoreStream, StoredFact, postgres, sqlite,
+    CommitOutcome, Coverage, QuarantineEntry, ResourceFacts, SourceStats, StatusSummary, Store,
+    StoreError, StoreFuture, StoreStream, StoredFact, postgres, sqlite,
 };
 use crate::record::{Batch, Gap, Source};
 use crate::time::Instant;
@@ -450,6 +450,36 @@ impl Store for SqlStore {
                 &row.try_get::<String, _>(2)?,
             )
         }))
+    }
+
+    fn coverage(&self) -> StoreFuture<'_, Coverage> {
+        Box::pin(async move {
+            // Each MIN and MAX is answered from an index (raw_records.received_at,
+            // facts.effective_at); quarantine is small.
+            let row = sqlx::query::<Any>(
+                "SELECT (SELECT MIN(received_at) FROM raw_records), \
+                 (SELECT MAX(received_at) FROM raw_records), \
+                 (SELECT MIN(received_at) FROM quarantine), \
+                 (SELECT MAX(received_at) FROM quarantine), \
+                 (SELECT MIN(effective_at) FROM facts)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            let get = |i: usize| row.try_get::<Option<i64>, _>(i).map(|t| t.map(Instant));
+            let pick = |a: Option<Instant>,
+                        b: Option<Instant>,
+                        f: fn(Instant, Instant) -> Instant| {
+                match (a, b) {
+                    (Some(a), Some(b)) => Some(f(a, b)),
+                    (a, b) => a.or(b),
+                }
+            };
+            Ok(Coverage {
+                first_input_at: pick(get(0)?, get(2)?, std::cmp::min),
+                last_input_at: pick(get(1)?, get(3)?, std::cmp::max),
+                first_fact_at: get(4)?,
+            })
+        })
     }
 
     fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>> {

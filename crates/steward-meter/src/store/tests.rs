@@ -123,6 +123,7 @@ store_suite!(
     overlong_identifiers_are_quarantined,
     a_database_refusal_quarantines_the_input_and_commits_the_rest,
     credentials_never_reach_the_store,
+    coverage_spans_records_quarantine_and_facts,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -287,6 +288,39 @@ async fn quarantine_keeps_bad_input_once(store: &SqlStore) {
             .unwrap()
             .is_none()
     );
+}
+
+async fn coverage_spans_records_quarantine_and_facts(store: &SqlStore) {
+    use crate::store::Coverage;
+    assert_eq!(store.coverage().await.unwrap(), Coverage::default());
+    let mut early = accepted("msg:c1", vec![fact("vm-c", FactKind::Created, 50)]);
+    early.record.received_at = Instant(2_000_000);
+    let mut late = accepted("msg:c2", vec![]);
+    late.record.received_at = Instant(9_000_000);
+    let bad = Quarantined {
+        source: Source::Http,
+        reason: "not JSON".to_owned(),
+        exchange: None,
+        routing_key: None,
+        received_at: Instant(1_000_000),
+        body: b"{".to_vec(),
+    };
+    store
+        .commit(&[Batch {
+            accepted: vec![early, late],
+            quarantined: vec![bad],
+        }])
+        .await
+        .unwrap();
+    let coverage = store.coverage().await.unwrap();
+    assert_eq!(
+        coverage.first_input_at,
+        Some(Instant(1_000_000)),
+        "quarantined inputs count"
+    );
+    assert_eq!(coverage.last_input_at, Some(Instant(9_000_000)));
+    assert_eq!(coverage.first_fact_at, Some(Instant(50_000_250)));
+    assert_eq!(coverage.known_from(), Some(Instant(1_000_000)));
 }
 
 async fn gaps_open_close_and_close_stale(store: &SqlStore) {

@@ -25,13 +25,25 @@ pub struct Quantity {
 }
 
 impl Quantity {
-    /// Adds another quantity of the same product (same denominator).
+    /// Adds another quantity exactly. Quantities of one product share a denominator; others
+    /// are brought to a common one (the least common multiple), so a sum is never rounded.
     pub fn add(&mut self, other: Quantity) {
-        if self.denominator == 0 {
-            self.denominator = other.denominator;
+        if other.denominator == 0 {
+            return;
         }
-        debug_assert_eq!(self.denominator, other.denominator);
-        self.numerator += other.numerator;
+        if self.denominator == 0 {
+            *self = other;
+            return;
+        }
+        if self.denominator == other.denominator {
+            self.numerator += other.numerator;
+            return;
+        }
+        let common =
+            self.denominator / gcd(self.denominator, other.denominator) * other.denominator;
+        self.numerator = self.numerator * (common / self.denominator)
+            + other.numerator * (common / other.denominator);
+        self.denominator = common;
     }
 
     /// The quantity as a decimal string with `places` decimals, rounded half to even.
@@ -247,5 +259,21 @@ mod tests {
         );
         assert_eq!(q(0, 0).decimal(6), "0.000000");
         assert_eq!(q(6, 8).exact(), "3/4");
+    }
+
+    #[test]
+    fn sums_are_exact_across_denominators() {
+        let mut sum = Quantity::default();
+        sum.add(Quantity {
+            numerator: 1,
+            denominator: 3,
+        });
+        sum.add(Quantity {
+            numerator: 1,
+            denominator: 6,
+        });
+        assert_eq!(sum.exact(), "1/2");
+        sum.add(Quantity::default());
+        assert_eq!(sum.exact(), "1/2");
     }
 }

@@ -49,10 +49,15 @@ pub(crate) struct ReportArgs {
     /// End of an explicit period (RFC 3339, exclusive).
     #[arg(long, requires = "from", value_name = "TIME")]
     to: Option<String>,
+    /// The instant the report describes (RFC 3339; default: now). Usage is billed up to it
+    /// and facts committed after it are left out, so a past `--as-of` reproduces the answer
+    /// given then.
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<String>,
     /// Only this project.
     #[arg(long, value_name = "ID")]
     project: Option<String>,
-    /// Include every resource with its intervals.
+    /// Include every resource with its intervals (in every format).
     #[arg(long)]
     detail: bool,
     /// Output format.
@@ -65,9 +70,10 @@ pub(crate) struct ReportArgs {
 pub(crate) enum ReportFormat {
     /// Aligned columns with totals, for a person.
     Table,
-    /// The canonical JSON report (schema v1).
+    /// The canonical JSON report (schema v2).
     Json,
-    /// One row per project and product.
+    /// One row per project and product (with --detail: per resource and product), each
+    /// with the period columns.
     Csv,
 }
 
@@ -262,8 +268,8 @@ fn gap_json(g: &steward_meter::record::Gap) -> serde_json::Value {
     serde_json::json!({
         "id": g.id,
         "source": g.source.as_str(),
-        "started_at": g.started_at,
-        "ended_at": g.ended_at,
+        "start": g.started_at,
+        "end": g.ended_at,
         "cause": g.cause,
     })
 }
@@ -396,9 +402,19 @@ async fn report(config: &Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
         (None, Some(from), Some(to)) => Period::from_rfc3339(from, to)?,
         _ => anyhow::bail!("give --period YYYY-MM, or --from and --to"),
     };
+    let as_of = match &args.as_of {
+        None => steward_meter::time::Instant::now(),
+        Some(text) => match steward_meter::time::parse_timestamp(text) {
+            Ok(Some(t)) => t,
+            _ => {
+                anyhow::bail!("--as-of {text:?} is not an RFC 3339 time like 2026-10-01T00:00:00Z")
+            }
+        },
+    };
     let store = open(config).await?;
     let request = ReportRequest {
         period,
+        as_of,
         project: args.project,
         detail: args.detail,
     };

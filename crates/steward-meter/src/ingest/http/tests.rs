@@ -377,6 +377,9 @@ impl Store for BrokenStore {
             sqlx::Error::PoolClosed,
         ))))
     }
+    fn coverage(&self) -> StoreFuture<'_, crate::store::Coverage> {
+        broken()
+    }
     fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
         broken()
     }
