@@ -71,12 +71,12 @@ fn config_check_points_at_file_line_and_field() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "{path}:3: meter.amqp.queue: must not be a producers' shared queue"
+            "{path}:3:5: meter.amqp.queue: must not be a producers' shared queue"
         )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("{path}:4: meter.amqp.prefetch:")),
+        text.contains(&format!("{path}:4:5: meter.amqp.prefetch:")),
         "{text}"
     );
 
@@ -90,6 +90,37 @@ fn config_check_points_at_file_line_and_field() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with(&format!("{typo}:4:")), "{text}");
     assert!(text.contains("lisen_backlog"), "{text}");
+    assert!(text.contains("did you mean `listen_backlog`?"), "{text}");
+
+    // Five mistakes, five located problems, one run.
+    let five = write(
+        &dir,
+        "five.yaml",
+        "meter:\n  store:\n    url: mysql://db\n  amqp:\n    prefetch: many\n    queu: q\n  \
+         products:\n    - product: x\n      resource: instance\n      unit: hour\n    \
+         - product: \"vol:{flavour}\"\n      resource: volume\n      unit: GiB-hour\n      \
+         attribute: size_gb\nlog:\n  format: yaml\n",
+    );
+    let out = steward(&["config", "check", &five]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    for (line, field) in [
+        (3, "meter.store.url"),
+        (5, "meter.amqp.prefetch"),
+        (6, "meter.amqp.queu"),
+        (11, "meter.products[1]"),
+        (16, "log.format"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{five}:{line}:"))
+                    && l.contains(&format!(": {field}: "))),
+            "{field} at line {line}: {text}"
+        );
+    }
 
     let good = write(
         &dir,
@@ -114,10 +145,9 @@ fn unset_environment_variable_is_named() {
     );
     let out = steward(&["config", "check", &path]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains(":3: environment variable STEWARD_TEST_UNSET_VARIABLE is not set")
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        ":3:10: meter.store.url: environment variable STEWARD_TEST_UNSET_VARIABLE is not set"
+    ));
 }
 
 #[test]
@@ -244,7 +274,7 @@ fn config_check_refuses_an_empty_token_from_the_environment() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("{path}:3: meter.http.bearer_token: is empty")),
+        text.contains(&format!("{path}:3:5: meter.http.bearer_token: is empty")),
         "{text}"
     );
     // `serve` refuses the same file instead of starting without authentication.

@@ -9,8 +9,8 @@ use crate::config::{self, ConfigSource};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Validate a configuration file: prints every problem as FILE:LINE: FIELD: MESSAGE and
-    /// exits 1 if there is any, 0 if the file is valid.
+    /// Validate a configuration file: prints every problem, one per line, as
+    /// FILE:LINE:COL: FIELD.PATH: MESSAGE, and exits 1 if there is any, 0 if the file is valid.
     Check {
         /// The file to check (default: --config / STEWARD_CONFIG).
         file: Option<PathBuf>,

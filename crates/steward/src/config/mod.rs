@@ -1,7 +1,7 @@
 //! Loading Steward's configuration file: one YAML file, strict, with `${ENV}` substitution.
 //!
-//! Errors name the file, the line and the field, so `steward config check` can point at the
-//! problem. Substitution happens on the text before parsing, one line at a time, so line
+//! Errors name the file, the line, the column and the field path, in plain words, and
+//! `steward config check` reports every problem of a file, not only the first. Substitution happens on the text before parsing, one line at a time, so line
 //! numbers stay true: `${NAME}` must be set, `${NAME:-default}` falls back, `$${` is a literal
 //! `${`.
 
@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use steward_meter::config::MeterConfig;
+
+mod located;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -120,7 +122,10 @@ pub fn load(source: &ConfigSource) -> Result<Config, Vec<Problem>> {
     }
 }
 
-/// Parses configuration text (after `${ENV}` substitution through `env`).
+/// Parses configuration text (after `${ENV}` substitution through `env`) and reports **every**
+/// problem: after each parser error the block it points at is blanked (line numbers stay
+/// true) and parsing starts again, then the semantic checks run on what parsed. Problems come
+/// sorted by line, each with its field path in the file as written.
 pub fn parse(
     path: &Path,
     text: &str,
@@ -135,42 +140,176 @@ pub fn parse(
     };
     let mut expanded = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut unset = Vec::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
         match substitute(line, &env) {
             Ok(line) => expanded.push_str(&line),
             Err(message) => {
-                problems.push(problem(Some(index as u32 + 1), None, None, message));
+                let number = index as u32 + 1;
+                let field = located::path_at(text, number);
+                let column = line
+                    .find("${")
+                    .map(|at| line[..at].chars().count() as u32 + 1);
+                problems.push(problem(Some(number), column, field, message));
                 expanded.push_str(line);
+                unset.push(number);
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(problems);
+    // What the file says, as written: paths and values are read from it.
+    let original = expanded.clone();
+    let mut working = expanded;
+    for line in unset {
+        working = located::blank_block(&working, located::block_at(&original, line, false));
     }
-    if expanded.trim().is_empty() {
-        return Ok(Config::default());
+    let mut blanked_keys: Vec<(String, String)> = Vec::new();
+    let mut config = None;
+    for _ in 0..MAX_PARSER_PROBLEMS {
+        if working.trim().is_empty() {
+            config = Some(Config::default());
+            break;
+        }
+        let error = match serde_saphyr::from_str::<Config>(&working) {
+            Ok(parsed) => {
+                config = Some(parsed);
+                break;
+            }
+            Err(error) => error,
+        };
+        let message = first_line(&error.to_string());
+        let Some(location) = error.location() else {
+            problems.push(problem(None, None, None, message));
+            break;
+        };
+        let (line, column) = (location.line() as u32, location.column() as u32);
+        let field = located::path_at(&original, line);
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'));
+        let item = field.as_deref().map(item_path);
+        // A required key whose line was blanked for its own problem: already reported.
+        let explained = missing.is_some_and(|key| {
+            blanked_keys
+                .iter()
+                .any(|(i, k)| Some(i.as_str()) == item.as_deref() && k == key)
+        });
+        if !explained {
+            let value = value_at(&working, line, column);
+            problems.push(problem(
+                Some(line),
+                Some(column),
+                field.clone(),
+                located::plain(&message, &value),
+            ));
+        }
+        if let (Some(field), Some(item)) = (&field, &item)
+            && let Some(key) = field.rsplit('.').next()
+        {
+            blanked_keys.push((item.clone(), key.to_owned()));
+        }
+        let block = located::block_at(&working, line, missing.is_some());
+        let next = located::blank_block(&working, block);
+        if next == working {
+            break;
+        }
+        working = next;
     }
-    let config: Config = serde_saphyr::from_str(&expanded).map_err(|error| {
-        let location = error.location();
-        vec![problem(
-            location.map(|l| l.line() as u32),
-            location.map(|l| l.column() as u32),
-            None,
-            first_line(&error.to_string()),
-        )]
-    })?;
-    let semantic = config.meter.problems();
-    if semantic.is_empty() {
-        Ok(config)
-    } else {
-        Err(semantic
-            .into_iter()
-            .map(|(field, message)| {
-                let line = find_field_line(text, &field);
-                problem(line, None, Some(field), message)
-            })
-            .collect())
+    if let Some(config) = &config {
+        for (field, message) in config.meter.problems() {
+            let (line, column) = located::find(&working, &field).unzip();
+            let shown = line
+                .and_then(|line| located::path_at(&original, line))
+                .map(|found| same_depth(&found, &field))
+                .unwrap_or(field);
+            let message = renumber(&message, &working, &original);
+            problems.push(problem(line, column, Some(shown), message));
+        }
     }
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems.dedup();
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(problems),
+    }
+}
+
+/// After this many parser problems `config check` stops looking for more.
+const MAX_PARSER_PROBLEMS: usize = 64;
+
+/// The path of the list item a field is in (`meter.products[2].unit` → `meter.products[2]`),
+/// or the field's parent section.
+fn item_path(field: &str) -> String {
+    match field.rfind(['.', '[']) {
+        Some(cut) if field[cut..].starts_with('[') => field.to_owned(),
+        Some(cut) => field[..cut].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// `found` cut to as many parts as `wanted` has (`meter.products[3].product` for
+/// `meter.products[2]` → `meter.products[3]`: the index as written in the file).
+fn same_depth(found: &str, wanted: &str) -> String {
+    let parts = |p: &str| p.matches(['.', '[']).count();
+    let depth = parts(wanted);
+    let mut seen = 0;
+    for (i, c) in found.char_indices() {
+        if c == '.' || c == '[' {
+            if seen == depth {
+                return found[..i].to_owned();
+            }
+            seen += 1;
+        }
+    }
+    found.to_owned()
+}
+
+/// A semantic message's `name[N]` references (`… already defined as products[0]`) counted in
+/// the parsed file, renumbered as written (items blanked for their own problems are not in
+/// what parsed).
+fn renumber(message: &str, working: &str, original: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('[') {
+        let name_start = rest[..open]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else {
+            break;
+        };
+        let name = &rest[name_start..open];
+        let as_written = rest[open + 1..close]
+            .parse::<usize>()
+            .ok()
+            .filter(|_| !name.is_empty())
+            .and_then(|n| {
+                let wanted = format!("meter.{name}[{n}]");
+                let (line, _) = located::find(working, &wanted)?;
+                let found = same_depth(&located::path_at(original, line)?, &wanted);
+                found
+                    .strip_prefix(&format!("meter.{name}"))
+                    .map(str::to_owned)
+            });
+        match as_written {
+            Some(index) => {
+                out.push_str(&rest[..open]);
+                out.push_str(&index);
+            }
+            None => out.push_str(&rest[..=close]),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text at 1-based `line` and `column`, up to a comment.
+fn value_at(text: &str, line: u32, column: u32) -> String {
+    let Some(l) = text.lines().nth(line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    let rest: String = l.chars().skip(column.saturating_sub(1) as usize).collect();
+    let rest = rest.split(" #").next().unwrap_or_default();
+    rest.trim().trim_matches(['"', '\'']).to_owned()
 }
 
 /// The first line of a parser message, without the parser's own `error: line N column M:`
@@ -185,37 +324,6 @@ fn first_line(message: &str) -> String {
         Some((location, rest)) if location.contains(" column ") => rest.to_owned(),
         _ => line.to_owned(),
     }
-}
-
-/// The line of the last key of a dotted path (`meter.amqp.queue` → the `queue:` line inside
-/// `amqp:` inside `meter:`), by indentation. Good enough for pointing a person at it.
-fn find_field_line(text: &str, field: &str) -> Option<u32> {
-    // `products[3]` is looked up as `products` (the list's line).
-    let mut wanted = field
-        .split('.')
-        .map(|k| k.split('[').next().unwrap_or(k))
-        .peekable();
-    let mut current = wanted.next()?;
-    let mut min_indent = 0usize;
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        if trimmed.starts_with('#') || indent < min_indent {
-            continue;
-        }
-        if let Some(rest) = trimmed.strip_prefix(current)
-            && rest.trim_start().starts_with(':')
-        {
-            match wanted.next() {
-                Some(next) => {
-                    current = next;
-                    min_indent = indent + 1;
-                }
-                None => return Some(index as u32 + 1),
-            }
-        }
-    }
-    None
 }
 
 /// Expands `${NAME}` and `${NAME:-default}` in one line; `$${` stays a literal `${`.
@@ -363,7 +471,7 @@ mod tests {
         let text = "meter:\n  products:\n    - {product: x, resource: volume, unit: h, statuses: [running]}\n";
         let problems = parse_with(text, &[]).unwrap_err();
         assert_eq!(problems[0].field.as_deref(), Some("meter.products[0]"));
-        assert_eq!(problems[0].line, Some(2));
+        assert_eq!(problems[0].line, Some(3));
         assert!(
             problems[0].message.contains("instance products only"),
             "{}",
@@ -380,7 +488,75 @@ mod tests {
         assert!(
             problems[0]
                 .to_string()
-                .starts_with("steward.yaml:3: meter.amqp.queue: ")
+                .starts_with("steward.yaml:3:5: meter.amqp.queue: ")
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_located_and_in_plain_words() {
+        let text = "\
+meter:
+  amqp:
+    queeu: steward.meter
+    prefetch: lots
+  http:
+    listen: nowhere
+  products:
+    - product: a
+      resource: volumes
+      unit: GiB-hour
+    - product: b
+      resource: instance
+      unit: hour
+      statuses: [runing]
+    - product: b
+      resource: floating_ip
+      unit: hour
+log:
+  format: xml
+";
+        let problems = parse_with(text, &[]).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 7, "{shown:#?}");
+        let expect = [
+            ("steward.yaml:3:5: meter.amqp.queeu: unknown field `queeu`: did you mean `queue`?"),
+            ("steward.yaml:4:15: meter.amqp.prefetch: must be a whole number from 0 to 65535, not `lots`"),
+            ("steward.yaml:6:13: meter.http.listen: must be an address like 127.0.0.1:8788"),
+            ("steward.yaml:9:17: meter.products[0].resource: `volumes` is not one of: instance, volume"),
+            ("steward.yaml:14:18: meter.products[1].statuses"),
+            ("steward.yaml:15:7: meter.products[2]: product \"b\" is already defined as products[1]"),
+            ("steward.yaml:19:11: log.format: `xml` is not one of: text, json"),
+        ];
+        for (problem, expected) in shown.iter().zip(expect) {
+            assert!(
+                problem.starts_with(expected),
+                "{problem}\n  expected {expected}"
+            );
+        }
+        for problem in &shown {
+            for jargon in [
+                "u16",
+                "variant",
+                "mapping start",
+                "sequence start",
+                "invalid type",
+            ] {
+                assert!(!problem.contains(jargon), "{problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_clean_file_after_many_problems_is_still_checked_semantically() {
+        // Parser problems do not hide the semantic ones of the rest of the file.
+        let text =
+            "meter:\n  amqp:\n    prefetch: x\n    queue: notifications.info\n  products: []\n";
+        let problems = parse_with(text, &[]).unwrap_err();
+        let fields: Vec<&str> = problems.iter().filter_map(|p| p.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            ["meter.amqp.prefetch", "meter.amqp.queue", "meter.products"],
+            "{problems:#?}"
         );
     }
 }
