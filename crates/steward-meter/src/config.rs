@@ -186,6 +186,10 @@ pub struct AmqpConfig {
     /// Longest reconnect delay.
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+    /// How long one connection attempt (TCP, TLS, login, vhost) may take before it counts as
+    /// unreachable and is retried.
+    #[serde(default = "default_amqp_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for AmqpConfig {
@@ -204,6 +208,7 @@ impl Default for AmqpConfig {
             batch_max_wait_ms: default_batch_max_wait_ms(),
             reconnect_initial_ms: default_reconnect_initial_ms(),
             reconnect_max_ms: default_reconnect_max_ms(),
+            connect_timeout_secs: default_amqp_connect_timeout_secs(),
         }
     }
 }
@@ -258,6 +263,9 @@ fn default_reconnect_initial_ms() -> u64 {
 }
 fn default_reconnect_max_ms() -> u64 {
     30_000
+}
+fn default_amqp_connect_timeout_secs() -> u64 {
+    10
 }
 
 /// `meter.http`.
@@ -408,6 +416,9 @@ impl MeterConfig {
                 "amqp.reconnect_max_ms",
                 "must be >= reconnect_initial_ms > 0",
             );
+        }
+        if a.connect_timeout_secs == 0 {
+            bad("amqp.connect_timeout_secs", "must be at least 1");
         }
         if self.http.max_body_bytes == 0 {
             bad("http.max_body_bytes", "must be at least 1");

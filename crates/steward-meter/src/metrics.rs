@@ -64,7 +64,11 @@ pub fn describe() {
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Store transaction duration.");
     describe_counter!(COMMIT_FAILURES, "Store transactions that failed.");
     describe_gauge!(AMQP_CONNECTED, "1 while connected to RabbitMQ.");
-    describe_counter!(AMQP_CONNECT_FAILURES, "Failed AMQP connection attempts.");
+    describe_counter!(
+        AMQP_CONNECT_FAILURES,
+        "Failed AMQP connection attempts, by reason: unreachable, authentication_refused, \
+         vhost_missing, vhost_access_refused, tls, refused, other."
+    );
     describe_gauge!(
         AMQP_PREFETCH,
         "AMQP prefetch in force, sized so that prefetch x message size stays within the budget."
@@ -90,7 +94,9 @@ pub const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
 pub fn start_at_zero(amqp_enabled: bool) {
     if amqp_enabled {
         metrics::gauge!(AMQP_CONNECTED).set(0.0);
-        metrics::counter!(AMQP_CONNECT_FAILURES).absolute(0);
+        for reason in crate::ingest::amqp::failure::FailureKind::ALL {
+            metrics::counter!(AMQP_CONNECT_FAILURES, "reason" => reason.as_str()).absolute(0);
+        }
     }
     for source in ["amqp", "http"] {
         for counter in [RECEIVED, COMMITTED, DUPLICATES, QUARANTINED, FACTS, GAPS] {

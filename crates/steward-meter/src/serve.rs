@@ -275,10 +275,14 @@ fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::ne
 
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     match &ops.amqp {
-        Some(amqp) if !amqp.connected() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "amqp: not connected\n")
-        }
-        _ => (StatusCode::OK, "ready\n"),
+        Some(amqp) if !amqp.connected() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            match amqp.last_failure() {
+                Some(failure) => format!("amqp: not connected: {failure}\n"),
+                None => "amqp: not connected\n".to_owned(),
+            },
+        ),
+        _ => (StatusCode::OK, "ready\n".to_owned()),
     }
 }
 

@@ -68,10 +68,78 @@ fn with_the_broker_unreachable_from_the_start_the_alert_metric_is_there_at_zero(
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
-    assert!(log.contains("cannot reach rabbitmq"), "{log}");
+    assert!(log.contains("rabbitmq unreachable"), "{log}");
     assert!(
         !log.contains('\u{1b}'),
         "terminal colour codes in a log file:\n{log}"
+    );
+}
+
+/// The test broker's URL with the password replaced.
+fn broker_url_with_password(password: &str) -> String {
+    let url = std::env::var("STEWARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.split_once('@').unwrap();
+    let user = userinfo.split(':').next().unwrap();
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+#[test]
+fn a_wrong_amqp_password_is_reported_as_such_not_as_an_unreachable_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let config = dir.path().join("steward.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "meter:\n  store:\n    url: sqlite://{}/s.db\n  amqp:\n    url: {}\n    reconnect_initial_ms: 200\n  http:\n    listen: 127.0.0.1:{http}\n",
+            dir.path().display(),
+            broker_url_with_password("not-the-password")
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["--config", config.to_str().unwrap(), "meter", "serve"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = get(http, "/metrics").unwrap_or_default();
+        if metrics
+            .contains("steward_amqp_connect_failures_total{reason=\"authentication_refused\"} 1")
+            || metrics.contains(
+                "steward_amqp_connect_failures_total{reason=\"authentication_refused\"} 2",
+            )
+        {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no authentication failure counted:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // After a counted failure, readiness says why.
+    let ready = get(http, "/readyz").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        metrics.contains("steward_amqp_connect_failures_total{reason=\"unreachable\"} 0"),
+        "{metrics}"
+    );
+    assert!(ready.contains("503"), "{ready}");
+    assert!(ready.contains("authentication refused"), "{ready}");
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("authentication refused"), "{log}");
+    assert!(log.contains("check the user and password"), "{log}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(
+        !log.contains("not-the-password"),
+        "the password is in the log:\n{log}"
     );
 }
 

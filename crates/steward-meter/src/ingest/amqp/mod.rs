@@ -37,6 +37,7 @@
 
 mod ack;
 pub mod decode;
+pub mod failure;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,7 @@ pub use decode::decode_delivery;
 #[derive(Debug, Default)]
 pub struct AmqpState {
     connected: AtomicBool,
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl AmqpState {
@@ -74,9 +76,26 @@ impl AmqpState {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Why the last connection attempt failed, while not connected.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
     fn set(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        if connected && let Ok(mut f) = self.last_failure.lock() {
+            *f = None;
+        }
         metrics::gauge!(m::AMQP_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    }
+
+    fn failed(&self, failure: &failure::ConnectFailure) {
+        if let Ok(mut f) = self.last_failure.lock() {
+            *f = Some(failure.message.clone());
+        }
     }
 }
 
@@ -159,15 +178,20 @@ impl AmqpSource {
                         }
                     }
                 }
-                Err(error) => {
-                    metrics::counter!(m::AMQP_CONNECT_FAILURES).increment(1);
-                    tracing::warn!(
-                        %error,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "cannot reach rabbitmq; retrying"
-                    );
+                Err(failure) => {
+                    metrics::counter!(m::AMQP_CONNECT_FAILURES, "reason" => failure.kind.as_str())
+                        .increment(1);
+                    self.state.failed(&failure);
+                    let retry_in_ms = backoff.as_millis() as u64;
+                    let reason = failure.kind.as_str();
+                    if failure.kind == failure::FailureKind::Unreachable {
+                        tracing::warn!(%reason, retry_in_ms, "{failure}; retrying");
+                    } else {
+                        // Not the network: retrying alone will not fix it.
+                        tracing::error!(%reason, retry_in_ms, "{failure}; retrying");
+                    }
                     if open_gap.is_none() {
-                        open_gap = self.begin_gap(format!("cannot connect: {error}")).await;
+                        open_gap = self.begin_gap(format!("cannot connect: {failure}")).await;
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -205,7 +229,20 @@ impl AmqpSource {
         }
     }
 
-    async fn connect(&self) -> Result<(Connection, lapin::Consumer, lapin::Channel), lapin::Error> {
+    /// Connects and sets up within `connect_timeout_secs`; a failure says which kind it is.
+    async fn connect(
+        &self,
+    ) -> Result<(Connection, lapin::Consumer, lapin::Channel), failure::ConnectFailure> {
+        let limit = Duration::from_secs(self.config.connect_timeout_secs.max(1));
+        let tls = self.config.url.expose().starts_with("amqps://");
+        match tokio::time::timeout(limit, self.set_up()).await {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(error)) => Err(failure::classify(&error, tls)),
+            Err(_) => Err(failure::timed_out(limit)),
+        }
+    }
+
+    async fn set_up(&self) -> Result<(Connection, lapin::Consumer, lapin::Channel), lapin::Error> {
         // The queue in the name tells replicas and test instances apart in the broker's UI.
         let name = format!("steward-meter {}", self.config.queue);
         let properties = ConnectionProperties::default().with_connection_name(name.into());
