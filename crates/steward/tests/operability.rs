@@ -171,3 +171,59 @@ fn connect_timeout_secs_is_honoured() {
     assert!(took >= Duration::from_millis(900), "{took:?}");
     drop(silent);
 }
+
+#[test]
+fn log_format_json_gives_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, dead_broker) = (free_port(), free_port());
+    let config = dir.path().join("steward.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "meter:\n  store:\n    url: sqlite://{}/s.db\n  amqp:\n    url: amqp://guest:guest@127.0.0.1:{dead_broker}/%2f\n  http:\n    listen: 127.0.0.1:{http}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "meter",
+            "serve",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+        if text.contains("rabbitmq unreachable") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let mut lines = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        lines += 1;
+    }
+    assert!(lines >= 2, "{text}");
+    // A bad value is refused with the choices.
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["--log-format", "xml", "meter", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("text, json"));
+}

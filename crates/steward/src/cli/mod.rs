@@ -47,6 +47,17 @@ pub struct Cli {
     )]
     config: Option<PathBuf>,
 
+    /// Log line format on stderr, overriding `log.format`: `text` (colours only at a terminal)
+    /// or `json` (one object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    log_format: Option<config::LogFormat>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -72,7 +83,13 @@ impl Cli {
             None => ConfigSource::Defaults,
         };
         match self.command {
-            Command::Meter(command) => command.run(load(&source)?).await,
+            Command::Meter(command) => {
+                let mut config = load(&source)?;
+                if let Some(format) = self.log_format {
+                    config.log.format = format;
+                }
+                command.run(config).await
+            }
             Command::Images(command) => command.run().await,
             Command::Config(command) => command.run(&source),
         }

@@ -53,7 +53,7 @@ fn default_level() -> String {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -215,7 +215,14 @@ pub fn parse(
         working = next;
     }
     if let Some(config) = &config {
-        for (field, message) in config.meter.problems() {
+        let mut semantic = config.meter.problems();
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+            semantic.push((
+                "log.level".to_owned(),
+                format!("is not a log filter like `info` or `steward_meter=debug,info`: {error}"),
+            ));
+        }
+        for (field, message) in semantic {
             let (line, column) = located::find(&working, &field).unzip();
             let shown = line
                 .and_then(|line| located::path_at(&original, line))
@@ -558,5 +565,14 @@ log:
             ["meter.amqp.prefetch", "meter.amqp.queue", "meter.products"],
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn a_log_filter_that_cannot_be_used_is_refused() {
+        let problems = parse_with("log:\n  level: steward_meter=loud\n", &[]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].field.as_deref(), Some("log.level"));
+        assert_eq!((problems[0].line, problems[0].column), (Some(2), Some(3)));
+        assert!(parse_with("log:\n  level: steward_meter=debug,info\n", &[]).is_ok());
     }
 }
