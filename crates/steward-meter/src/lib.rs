@@ -41,6 +41,7 @@
 
 pub mod config;
 pub mod facts;
+pub mod fuzzing;
 pub mod ingest;
 pub mod metrics;
 pub mod record;

@@ -118,31 +118,42 @@ fn parse_datetime(text: &str) -> Result<Option<DateTime<Utc>>, TimestampError> {
     if let Some(instant) = parse_epoch(s) {
         return Ok(Some(instant.to_datetime()));
     }
+    // OpenStack writes four-digit years; chrono's `%Y` would also take `-4` or `+12345`.
+    let b = s.as_bytes();
+    if !(b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-') {
+        return Err(TimestampError(text.to_owned()));
+    }
+    let dated = parse_dated(s).ok_or_else(|| TimestampError(text.to_owned()))?;
+    // An offset can carry the last day of 9999 past it.
+    if dated.timestamp() > MAX_EPOCH_SECS {
+        return Err(TimestampError(text.to_owned()));
+    }
+    Ok(Some(dated))
+}
+
+/// The RFC 3339 and Python forms of a dated timestamp.
+fn parse_dated(s: &str) -> Option<DateTime<Utc>> {
     // Normalise the Python `str(datetime)` space separator to RFC 3339's `T`.
     let normalised: std::borrow::Cow<'_, str> = match s.as_bytes().get(10) {
         Some(b' ') => format!("{}T{}", &s[..10], &s[11..]).into(),
         _ => s.into(),
     };
     if let Ok(dt) = DateTime::parse_from_rfc3339(&normalised) {
-        return Ok(Some(dt.with_timezone(&Utc)));
+        return Some(dt.with_timezone(&Utc));
     }
     // Offsets without a colon (`+0000`) and naive values.
     for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
         if let Ok(dt) = DateTime::parse_from_str(&normalised, format) {
-            return Ok(Some(dt.with_timezone(&Utc)));
+            return Some(dt.with_timezone(&Utc));
         }
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(&normalised, format) {
-            return Ok(Some(naive.and_utc()));
+            return Some(naive.and_utc());
         }
     }
-    if let Ok(date) = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d")
-        && let Some(naive) = date.and_hms_opt(0, 0, 0)
-    {
-        return Ok(Some(naive.and_utc()));
-    }
-    Err(TimestampError(text.to_owned()))
+    let date = NaiveDate::parse_from_str(&normalised, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
 /// Integer (or decimal) epoch seconds, as neutron's `l3.meter` sends them.
@@ -239,6 +250,12 @@ mod tests {
             "2023-13-45T99:00:00",
             "12:00",
             "2023/05/03 10:11:12",
+            // Found by cargo fuzz: chrono's %Y takes any number of digits and a sign.
+            "-4-01-01",
+            "+12345-01-01T00:00:00Z",
+            "99-01-01",
+            // Past 9999 once the offset is applied.
+            "9999-12-31T23:00:00-05:00",
         ] {
             assert!(parse_timestamp(s).is_err(), "{s:?} should not parse");
         }

@@ -4,7 +4,6 @@
 //! their results. Exit codes: 0 ok, 1 ran and found problems, 2 usage or runtime error.
 
 mod cli;
-mod config;
 mod output;
 
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::config::{self, ConfigSource};
+use steward::config::{self, ConfigSource};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {

@@ -9,8 +9,8 @@ use steward_meter::metrics as m;
 use steward_meter::store::{self, Store};
 use tokio::sync::watch;
 
-use crate::config::{Config, LogFormat};
 use crate::output::{self, Format};
+use steward::config::{Config, LogFormat};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MeterCommand {

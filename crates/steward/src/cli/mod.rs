@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, ConfigSource};
+use steward::config::{self, Config, ConfigSource};
 
 const EXAMPLES: &str = "Examples:
   steward meter serve                             ingest on the embedded defaults

@@ -138,6 +138,9 @@ pub fn parse(
         field,
         message,
     };
+    // YAML breaks lines at CR, LF and CRLF; so does every count of lines below.
+    let normalized = normalize_line_breaks(text);
+    let text = normalized.as_ref();
     let mut expanded = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut unset = Vec::new();
@@ -237,6 +240,15 @@ pub fn parse(
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(problems),
+    }
+}
+
+/// `text` with CRLF and lone CR line breaks as LF (borrowed when it has none).
+pub fn normalize_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -574,5 +586,15 @@ log:
         assert_eq!(problems[0].field.as_deref(), Some("log.level"));
         assert_eq!((problems[0].line, problems[0].column), (Some(2), Some(3)));
         assert!(parse_with("log:\n  level: steward_meter=debug,info\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn lines_end_at_cr_lf_and_crlf_alike() {
+        for newline in ["\n", "\r\n", "\r"] {
+            let text = ["meter:", "  amqp:", "    queeu: x", ""].join(newline);
+            let problems = parse_with(&text, &[]).unwrap_err();
+            assert_eq!(problems[0].line, Some(3), "{newline:?}: {}", problems[0]);
+            assert_eq!(problems[0].field.as_deref(), Some("meter.amqp.queeu"));
+        }
     }
 }
