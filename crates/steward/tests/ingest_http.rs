@@ -107,7 +107,13 @@ async fn items_answered_2xx_survive_sigkill_and_none_is_stored_twice() {
         .iter()
         .filter(|g| g["source"] == "http")
         .count();
-    assert_eq!(http_gaps, 3, "one downtime gap per kill: {gaps:#}");
+    // One gap per kill, or fewer when a restarted replica was killed again before its first
+    // heartbeat: it never recorded that it listened, so the two downtimes are one gap
+    // (over-reported, never lost; seen once under load in CI).
+    assert!(
+        (1..=3).contains(&http_gaps),
+        "one downtime gap per kill, or merged ones: {gaps:#}"
+    );
     steward.cleanup_broker().await;
 }
 
