@@ -171,6 +171,13 @@ async fn add(store: &SqlStore, facts: &[Fact], received_at: Instant) {
         .unwrap();
 }
 
+/// The report of `request` under the default catalogue.
+async fn report_of(store: &dyn Store, request: &ReportRequest) -> Report {
+    build_report(store, request, &default_catalogue())
+        .await
+        .unwrap()
+}
+
 /// After October, so October is complete as of it.
 const AFTER_OCTOBER: &str = "2026-12-02T00:00:00Z";
 
@@ -190,17 +197,11 @@ async fn same_facts_in_any_order_give_byte_identical_reports() {
     let mut reversed = facts.clone();
     reversed.reverse();
     let (b, _db) = store_with(&reversed).await;
-    let ra = build_report(a.as_ref(), &october(true, None), &default_catalogue())
-        .await
-        .unwrap();
-    let rb = build_report(b.as_ref(), &october(true, None), &default_catalogue())
-        .await
-        .unwrap();
+    let ra = report_of(a.as_ref(), &october(true, None)).await;
+    let rb = report_of(b.as_ref(), &october(true, None)).await;
     assert_eq!(ra.json(), rb.json());
     // And computing it again changes nothing.
-    let again = build_report(a.as_ref(), &october(true, None), &default_catalogue())
-        .await
-        .unwrap();
+    let again = report_of(a.as_ref(), &october(true, None)).await;
     assert_eq!(ra.json(), again.json());
     assert!(ra.content_digest().starts_with("sha256:"));
 }
@@ -208,9 +209,7 @@ async fn same_facts_in_any_order_give_byte_identical_reports() {
 #[tokio::test]
 async fn quantities_lines_and_unknowns() {
     let (store, _d) = store_with(&scenario()).await;
-    let report = build_report(store.as_ref(), &october(false, None), &default_catalogue())
-        .await
-        .unwrap();
+    let report = report_of(store.as_ref(), &october(false, None)).await;
     let v = &report.value();
     let projects = v["projects"].as_array().unwrap();
     assert_eq!(projects.len(), 2);
@@ -260,13 +259,7 @@ async fn project_filter_and_gaps() {
         .close_gap(outside, at("2026-09-01T01:00:00Z"))
         .await
         .unwrap();
-    let report = build_report(
-        store.as_ref(),
-        &october(false, Some("p-b")),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let report = report_of(store.as_ref(), &october(false, Some("p-b"))).await;
     let value = report.value();
     let projects = value["projects"].as_array().unwrap();
     assert_eq!(projects.len(), 1);
@@ -282,12 +275,8 @@ async fn project_filter_and_gaps() {
 #[tokio::test]
 async fn snapshots_of_json_csv_and_table() {
     let (store, _d) = store_with(&scenario()).await;
-    let detailed = build_report(store.as_ref(), &october(true, None), &default_catalogue())
-        .await
-        .unwrap();
-    let plain = build_report(store.as_ref(), &october(false, None), &default_catalogue())
-        .await
-        .unwrap();
+    let detailed = report_of(store.as_ref(), &october(true, None)).await;
+    let plain = report_of(store.as_ref(), &october(false, None)).await;
     insta::assert_snapshot!("report_detail_json", detailed.json());
     insta::assert_snapshot!("report_csv", to_csv(&plain));
     insta::assert_snapshot!("report_table", to_table(&plain));
@@ -296,9 +285,7 @@ async fn snapshots_of_json_csv_and_table() {
 #[tokio::test]
 async fn keys_are_sorted_canonically() {
     let (store, _d) = store_with(&scenario()).await;
-    let report = build_report(store.as_ref(), &october(false, None), &default_catalogue())
-        .await
-        .unwrap();
+    let report = report_of(store.as_ref(), &october(false, None)).await;
     let value = report.value();
     let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
     let mut sorted = keys.clone();
@@ -333,13 +320,7 @@ async fn every_report_validates_against_the_published_schema() {
         (true, Some("p-b")),
         (false, Some("none")),
     ] {
-        let report = build_report(
-            store.as_ref(),
-            &october(detail, project),
-            &default_catalogue(),
-        )
-        .await
-        .unwrap();
+        let report = report_of(store.as_ref(), &october(detail, project)).await;
         let errors: Vec<String> = validator
             .iter_errors(&report.value())
             .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -351,9 +332,8 @@ async fn every_report_validates_against_the_published_schema() {
     }
     // The schema is strict enough to catch a broken report.
     let (store, _d2) = store_with(&scenario()).await;
-    let mut broken = build_report(store.as_ref(), &october(false, None), &default_catalogue())
+    let mut broken = report_of(store.as_ref(), &october(false, None))
         .await
-        .unwrap()
         .value();
     broken["projects"][0]["lines"][0]["quantity"] = json!(2.0);
     assert!(
@@ -385,13 +365,11 @@ fn running_instance() -> Vec<Fact> {
 #[tokio::test]
 async fn an_open_period_bills_a_running_instance_up_to_as_of_exactly() {
     let (store, _d) = store_with(&running_instance()).await;
-    let report = build_report(
+    let report = report_of(
         store.as_ref(),
         &request("2026-12", "2026-12-02T10:15:30.5Z", true),
-        &default_catalogue(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(report.period_state, PeriodState::Open);
     assert_eq!(report.billed_until, at("2026-12-02T10:15:30.5Z"));
     let line = &report.projects[0].lines[0];
@@ -408,37 +386,31 @@ async fn an_open_period_bills_a_running_instance_up_to_as_of_exactly() {
     assert_eq!(v["period_state"], "open");
     assert_eq!(v["as_of"], "2026-12-02T10:15:30.500000Z");
     // The whole month, asked for after it ended, bills the whole month.
-    let later = build_report(
+    let later = report_of(
         store.as_ref(),
         &request("2026-12", "2027-01-05T00:00:00Z", false),
-        &default_catalogue(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(later.period_state, PeriodState::CompleteAsOf);
     assert_eq!(later.billed_until, at("2027-01-01T00:00:00Z"));
     assert_eq!(later.projects[0].lines[0].quantity, "738.000000");
     // The same facts, catalogue and as_of: byte-identical.
-    let again = build_report(
+    let again = report_of(
         store.as_ref(),
         &request("2026-12", "2026-12-02T10:15:30.5Z", true),
-        &default_catalogue(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(report.json(), again.json());
 }
 
 #[tokio::test]
 async fn a_future_period_bills_nothing_and_says_so() {
     let (store, _d) = store_with(&running_instance()).await;
-    let report = build_report(
+    let report = report_of(
         store.as_ref(),
         &request("2027-06", "2026-12-02T10:00:00Z", false),
-        &default_catalogue(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(report.period_state, PeriodState::Open);
     assert_eq!(report.billed_until, report.period.start);
     assert!(report.projects.is_empty());
@@ -459,26 +431,14 @@ async fn time_before_the_first_input_is_unknown_not_zero() {
         .await
         .unwrap();
     // Nothing at all: the whole billed time is unknown.
-    let empty = build_report(
-        &store,
-        &request("2026-10", AFTER_OCTOBER, false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let empty = report_of(&store, &request("2026-10", AFTER_OCTOBER, false)).await;
     assert_eq!(empty.coverage.first_input_at, None);
     assert_eq!(empty.coverage.unknown.len(), 1);
     assert_eq!(empty.coverage.unknown[0].start, at("2026-10-01T00:00:00Z"));
     assert_eq!(empty.coverage.unknown[0].end, at("2026-11-01T00:00:00Z"));
     // First input on 2026-11-20: October entirely, November until then, are unknown.
     add(&store, &running_instance(), at("2026-11-20T08:00:00Z")).await;
-    let october = build_report(
-        &store,
-        &request("2026-10", AFTER_OCTOBER, false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let october = report_of(&store, &request("2026-10", AFTER_OCTOBER, false)).await;
     assert_eq!(
         october.coverage.first_input_at,
         Some(at("2026-11-20T08:00:00Z"))
@@ -491,31 +451,13 @@ async fn time_before_the_first_input_is_unknown_not_zero() {
     );
     assert!(table.contains("no usage known"), "{table}");
     insta::assert_snapshot!("report_before_first_input_table", table);
-    let november = build_report(
-        &store,
-        &request("2026-11", AFTER_OCTOBER, false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let november = report_of(&store, &request("2026-11", AFTER_OCTOBER, false)).await;
     assert_eq!(november.coverage.unknown[0].end, at("2026-11-20T08:00:00Z"));
     // A store with input before the period: no coverage window.
-    let december = build_report(
-        &store,
-        &request("2026-12", "2026-12-02T00:00:00Z", false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let december = report_of(&store, &request("2026-12", "2026-12-02T00:00:00Z", false)).await;
     assert!(december.coverage.unknown.is_empty());
     // An open period: unknown up to as_of at most.
-    let early = build_report(
-        &store,
-        &request("2026-11", "2026-11-10T00:00:00Z", false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let early = report_of(&store, &request("2026-11", "2026-11-10T00:00:00Z", false)).await;
     assert_eq!(early.coverage.unknown[0].end, at("2026-11-10T00:00:00Z"));
     // History replayed later (a fact describing 2026-10-15) moves the start of knowledge back.
     let replayed = fact(
@@ -527,13 +469,7 @@ async fn time_before_the_first_input_is_unknown_not_zero() {
         json!({}),
     );
     add(&store, &[replayed], at("2026-11-21T00:00:00Z")).await;
-    let october = build_report(
-        &store,
-        &request("2026-10", AFTER_OCTOBER, false),
-        &default_catalogue(),
-    )
-    .await
-    .unwrap();
+    let october = report_of(&store, &request("2026-10", AFTER_OCTOBER, false)).await;
     assert_eq!(
         october.coverage.first_fact_at,
         Some(at("2026-10-15T00:00:00Z"))
@@ -545,9 +481,7 @@ async fn time_before_the_first_input_is_unknown_not_zero() {
 #[tokio::test]
 async fn the_table_never_adds_different_products_and_totals_are_exact() {
     let (store, _d) = store_with(&scenario()).await;
-    let report = build_report(store.as_ref(), &october(false, None), &default_catalogue())
-        .await
-        .unwrap();
+    let report = report_of(store.as_ref(), &october(false, None)).await;
     let table = to_table(&report);
     // instance hours and floating-IP hours share the unit "hour": never one sum.
     assert!(!table.contains("5.500000 hour"), "{table}");
@@ -591,9 +525,7 @@ async fn totals_over_many_lines_are_rounded_once_from_the_exact_sum() {
         ));
     }
     let (store, _d) = store_with(&facts).await;
-    let report = build_report(store.as_ref(), &october(false, None), &default_catalogue())
-        .await
-        .unwrap();
+    let report = report_of(store.as_ref(), &october(false, None)).await;
     assert_eq!(report.projects[0].lines[0].quantity, "0.333334");
     assert_eq!(report.totals[0].quantity, "1.000001");
     assert_eq!(report.totals[0].quantity_exact, "1200001/1200000");
@@ -603,9 +535,7 @@ async fn totals_over_many_lines_are_rounded_once_from_the_exact_sum() {
 #[tokio::test]
 async fn detail_shows_in_every_format() {
     let (store, _d) = store_with(&scenario()).await;
-    let report = build_report(store.as_ref(), &october(true, None), &default_catalogue())
-        .await
-        .unwrap();
+    let report = report_of(store.as_ref(), &october(true, None)).await;
     let table = to_table(&report);
     assert!(table.contains("  instance vm-1"), "{table}");
     assert!(
@@ -633,16 +563,13 @@ async fn detail_shows_in_every_format() {
 async fn the_typed_report_reads_back_what_it_writes() {
     let (store, _d) = store_with(&scenario()).await;
     for detail in [false, true] {
-        let report = build_report(store.as_ref(), &october(detail, None), &default_catalogue())
-            .await
-            .unwrap();
+        let report = report_of(store.as_ref(), &october(detail, None)).await;
         let back: Report = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(back, report);
         assert_eq!(back.json(), report.json());
     }
-    let mut extra = build_report(store.as_ref(), &october(false, None), &default_catalogue())
+    let mut extra = report_of(store.as_ref(), &october(false, None))
         .await
-        .unwrap()
         .value();
     extra["surprise"] = json!(1);
     assert!(serde_json::from_value::<Report>(extra).is_err());
