@@ -28,6 +28,19 @@ fn get(port: u16, path: &str) -> Option<String> {
     Some(text)
 }
 
+/// `steward --config CONFIG [EXTRA…] meter serve`, its stderr in `DIR/serve.log`.
+fn serve(dir: &tempfile::TempDir, config: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(extra)
+        .args(["meter", "serve"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn with_the_broker_unreachable_from_the_start_the_alert_metric_is_there_at_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,13 +54,7 @@ fn with_the_broker_unreachable_from_the_start_the_alert_metric_is_there_at_zero(
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["--config", config.to_str().unwrap(), "meter", "serve"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = serve(&dir, &config, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         if let Some(text) = get(http, "/metrics").filter(|t| t.starts_with("HTTP/1.1 200")) {
@@ -99,13 +106,7 @@ fn a_wrong_amqp_password_is_reported_as_such_not_as_an_unreachable_broker() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["--config", config.to_str().unwrap(), "meter", "serve"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = serve(&dir, &config, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let metrics = get(http, "/metrics").unwrap_or_default();
@@ -185,20 +186,7 @@ fn log_format_json_gives_one_object_per_line() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "json",
-            "meter",
-            "serve",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = serve(&dir, &config, &["--log-format", "json"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
