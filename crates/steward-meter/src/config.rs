@@ -242,6 +242,7 @@ fn default_routing_keys() -> Vec<String> {
         "notifications.info",
         "notifications.error",
         "versioned_notifications.info",
+        "versioned_notifications.error",
     ]
     .map(String::from)
     .to_vec()

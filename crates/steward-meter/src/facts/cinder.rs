@@ -1,6 +1,7 @@
 //! Cinder notifications: volumes, snapshots and backups.
 //!
-//! Only creation is dated by the payload (`created_at`/`launched_at`); deletes, resizes, retypes,
+//! Only creation is dated by the payload (`created_at`, the one time every source of a volume
+//! carries); deletes, resizes, retypes,
 //! attachments and transfers carry no time of their own and use the envelope timestamp
 //! (reference §2.3). On `volume.transfer.accept.end` the payload's `tenant_id` is the recipient,
 //! so the fact's owner is the new owner.
@@ -24,18 +25,26 @@ pub(crate) fn rule(event_type: &str) -> Option<Rule> {
     use FactKind as K;
     use ResourceType as R;
     let (resource, kind, times): (_, _, &'static [&'static str]) = match event_type {
-        "volume.create.end" => (R::Volume, K::Created, &["launched_at", "created_at"]),
-        "volume.delete.end" => (R::Volume, K::Deleted, &[]),
+        // `created_at`, not `launched_at`: it is what every source carries (Ceilometer's
+        // volume traits and the API have no `launched_at`), so one volume has one start.
+        "volume.create.end" | "volume.manage_existing.end" => {
+            (R::Volume, K::Created, &["created_at", "launched_at"])
+        }
+        "volume.delete.end" | "volume.unmanage.end" => (R::Volume, K::Deleted, &[]),
         "volume.resize.end" => (R::Volume, K::Resized, &[]),
         "volume.retype" => (R::Volume, K::Retyped, &[]),
         "volume.attach.end" => (R::Volume, K::Attached, &[]),
         "volume.detach.end" => (R::Volume, K::Detached, &[]),
         "volume.transfer.accept.end" => (R::Volume, K::Transferred, &[]),
         "volume.exists" => (R::Volume, K::Exists, &["audit_period_ending"]),
-        "snapshot.create.end" => (R::Snapshot, K::Created, &["created_at"]),
-        "snapshot.delete.end" => (R::Snapshot, K::Deleted, &[]),
+        "snapshot.create.end" | "snapshot.manage_existing_snapshot.end" => {
+            (R::Snapshot, K::Created, &["created_at"])
+        }
+        "snapshot.delete.end" | "snapshot.unmanage.end" => (R::Snapshot, K::Deleted, &[]),
+        "snapshot.exists" => (R::Snapshot, K::Exists, &["audit_period_ending"]),
         "backup.create.end" => (R::Backup, K::Created, &["created_at"]),
         "backup.delete.end" => (R::Backup, K::Deleted, &[]),
+        "backup.exists" => (R::Backup, K::Exists, &["audit_period_ending"]),
         _ => return None,
     };
     Some(Rule {

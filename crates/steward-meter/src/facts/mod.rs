@@ -13,7 +13,8 @@
 //!   arrives twice under different message ids (nova legacy + versioned, audit replays,
 //!   Ceilometer events, API backfill) is stored once. The time is keyed at whole seconds: services
 //!   store second precision in their databases, while the formats differ in the fraction
-//!   (`.000000` in legacy payloads, none in versioned ones).
+//!   (`.000000` in legacy payloads, none in versioned ones). Of the copies, the store keeps the
+//!   one with the lowest [`CopyRank`], whatever order they arrive in.
 //! - an event type that carries no billing meaning yields no facts (its raw record is still kept);
 //!   a billing event whose payload lacks the resource id or has an unreadable time is an error,
 //!   which the ingest quarantines.
@@ -111,12 +112,30 @@ pub enum FactKind {
     Suspended,
     /// Instance resumed.
     Resumed,
+    /// Instance paused.
+    Paused,
+    /// Instance unpaused.
+    Unpaused,
+    /// Instance shelved: powered off, still on its host until the offload.
+    Shelved,
     /// Instance shelved and offloaded from its host.
     ShelvedOffloaded,
     /// Instance unshelved.
     Unshelved,
     /// Instance rebuilt with a new image.
     Rebuilt,
+    /// A resize reverted: the previous flavor is back.
+    ResizeReverted,
+    /// Instance booted into its rescue image.
+    Rescued,
+    /// Instance left rescue mode.
+    Unrescued,
+    /// Instance soft-deleted: gone for its owner, reclaimable until nova reclaims it.
+    SoftDeleted,
+    /// A soft-deleted instance restored.
+    Restored,
+    /// A build failed before the instance ever ran.
+    CreateFailed,
     /// Volume attached to a server.
     Attached,
     /// Volume detached from a server.
@@ -137,7 +156,7 @@ pub enum FactKind {
 
 impl FactKind {
     /// Every fact kind.
-    pub const ALL: [Self; 19] = {
+    pub const ALL: [Self; 28] = {
         use FactKind as K;
         [
             K::Created,
@@ -148,9 +167,18 @@ impl FactKind {
             K::Started,
             K::Suspended,
             K::Resumed,
+            K::Paused,
+            K::Unpaused,
+            K::Shelved,
             K::ShelvedOffloaded,
             K::Unshelved,
             K::Rebuilt,
+            K::ResizeReverted,
+            K::Rescued,
+            K::Unrescued,
+            K::SoftDeleted,
+            K::Restored,
+            K::CreateFailed,
             K::Attached,
             K::Detached,
             K::Transferred,
@@ -178,9 +206,18 @@ impl FactKind {
             Self::Started => "started",
             Self::Suspended => "suspended",
             Self::Resumed => "resumed",
+            Self::Paused => "paused",
+            Self::Unpaused => "unpaused",
+            Self::Shelved => "shelved",
             Self::ShelvedOffloaded => "shelved_offloaded",
             Self::Unshelved => "unshelved",
             Self::Rebuilt => "rebuilt",
+            Self::ResizeReverted => "resize_reverted",
+            Self::Rescued => "rescued",
+            Self::Unrescued => "unrescued",
+            Self::SoftDeleted => "soft_deleted",
+            Self::Restored => "restored",
+            Self::CreateFailed => "create_failed",
             Self::Attached => "attached",
             Self::Detached => "detached",
             Self::Transferred => "transferred",
@@ -278,6 +315,65 @@ impl Fact {
     pub fn attributes_json(&self) -> String {
         serde_json::to_string(&self.attributes).unwrap_or_else(|_| "{}".to_owned())
     }
+
+    /// This fact's rank among the copies of one transition ([`CopyRank`]).
+    pub fn copy_rank(&self) -> CopyRank {
+        CopyRank::new(
+            self.time_source.as_str(),
+            self.project_id.as_deref(),
+            self.origin.as_str(),
+            self.effective_at.micros(),
+            &self.event_type,
+            &self.attributes_json(),
+            self.user_id.as_deref(),
+        )
+    }
+}
+
+/// Which of several copies of one transition (one semantic key: nova's legacy and versioned
+/// notification, a Ceilometer event, a replay) the store keeps, so that what is stored, and
+/// every report, is a function of the set of inputs and not of their arrival order. The
+/// lowest rank wins: a payload-dated copy before an envelope-dated one, one that names the
+/// owner before one that does not, a notification before a Ceilometer copy, then the earliest
+/// time, and finally the event type, attributes and user as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CopyRank {
+    envelope_dated: bool,
+    ownerless: bool,
+    origin: u8,
+    effective_at: i64,
+    event_type: String,
+    attributes: String,
+    project_id: Option<String>,
+    user_id: Option<String>,
+}
+
+impl CopyRank {
+    /// The rank of a copy from its stored column values.
+    pub fn new(
+        time_source: &str,
+        project_id: Option<&str>,
+        origin: &str,
+        effective_at: i64,
+        event_type: &str,
+        attributes: &str,
+        user_id: Option<&str>,
+    ) -> Self {
+        Self {
+            envelope_dated: time_source != TimeSource::Payload.as_str(),
+            ownerless: project_id.is_none(),
+            origin: match origin {
+                "notification" => 0,
+                "ceilometer" => 1,
+                _ => 2,
+            },
+            effective_at,
+            event_type: event_type.to_owned(),
+            attributes: attributes.to_owned(),
+            project_id: project_id.map(str::to_owned),
+            user_id: user_id.map(str::to_owned),
+        }
+    }
 }
 
 /// Why a billing notification could not be turned into facts.
@@ -333,8 +429,11 @@ pub struct Notification<'a> {
 pub fn notification_facts(n: &Notification<'_>) -> Result<Vec<Fact>, FactError> {
     let origin = Origin::Notification;
     // Error-priority notifications describe failures (glance's string payloads, nova's
-    // `*.error`); they never change what is billed.
-    if n.priority.is_some_and(|p| p.eq_ignore_ascii_case("error")) {
+    // `*.error`); they never change what is billed, except a failed build, which says that
+    // the instance never ran.
+    if n.priority.is_some_and(|p| p.eq_ignore_ascii_case("error"))
+        && !nova::is_create_error(n.event_type)
+    {
         return Ok(Vec::new());
     }
     if let Some(rule) = nova::legacy_rule(n.event_type) {

@@ -4,7 +4,8 @@
 //! rebuild and unshelve, so for those events it *is* the transition time; deletes carry
 //! `terminated_at`; power and suspend transitions carry no time of their own and fall back to the
 //! envelope. `finish_resize.end` and `resize.confirm.end` share the same `launched_at`, so they
-//! collapse into one `resized` fact through the semantic key.
+//! collapse into one `resized` fact through the semantic key. The meaning of every event is
+//! written down in `docs/billing-semantics.md`; this table implements it.
 
 use std::collections::BTreeMap;
 
@@ -24,44 +25,77 @@ pub(crate) struct Rule {
 const LAUNCH: &[&str] = &["launched_at"];
 const ENVELOPE: &[&str] = &[];
 
+/// The billing meaning of each nova event, by its versioned name; `legacy_rule` maps the
+/// legacy names onto it. See `docs/billing-semantics.md`.
+fn rule_by_action(action: &str) -> Option<Rule> {
+    use FactKind as K;
+    let (kind, times) = match action {
+        "create.end" => (K::Created, &["launched_at", "created_at"][..]),
+        "create.error" => (K::CreateFailed, ENVELOPE),
+        "delete.end" => (K::Deleted, &["terminated_at", "deleted_at"][..]),
+        "soft_delete.end" => (K::SoftDeleted, ENVELOPE),
+        "restore.end" => (K::Restored, ENVELOPE),
+        "resize_finish.end" | "resize_confirm.end" => (K::Resized, LAUNCH),
+        "resize_revert.end" => (K::ResizeReverted, LAUNCH),
+        "power_off.end" => (K::Stopped, ENVELOPE),
+        "power_on.end" => (K::Started, ENVELOPE),
+        "suspend.end" => (K::Suspended, ENVELOPE),
+        "resume.end" => (K::Resumed, ENVELOPE),
+        "pause.end" => (K::Paused, ENVELOPE),
+        "unpause.end" => (K::Unpaused, ENVELOPE),
+        "shelve.end" => (K::Shelved, ENVELOPE),
+        "shelve_offload.end" => (K::ShelvedOffloaded, ENVELOPE),
+        "unshelve.end" => (K::Unshelved, LAUNCH),
+        "rebuild.end" => (K::Rebuilt, LAUNCH),
+        "rescue.end" => (K::Rescued, LAUNCH),
+        "unrescue.end" => (K::Unrescued, ENVELOPE),
+        "exists" => (K::Exists, ENVELOPE),
+        _ => return None,
+    };
+    Some(Rule { kind, times })
+}
+
 pub(crate) fn legacy_rule(event_type: &str) -> Option<Rule> {
-    let rule = |kind, times| Some(Rule { kind, times });
-    match event_type {
-        "compute.instance.create.end" => rule(FactKind::Created, &["launched_at", "created_at"]),
-        "compute.instance.delete.end" => rule(FactKind::Deleted, &["terminated_at", "deleted_at"]),
-        "compute.instance.finish_resize.end" | "compute.instance.resize.confirm.end" => {
-            rule(FactKind::Resized, LAUNCH)
+    let action = match event_type.strip_prefix("compute.instance.")? {
+        "finish_resize.end" => "resize_finish.end",
+        "resize.confirm.end" => "resize_confirm.end",
+        "resize.revert.end" => "resize_revert.end",
+        // The legacy audit dates itself by its period's end.
+        "exists" => {
+            return Some(Rule {
+                kind: FactKind::Exists,
+                times: &["audit_period_ending"],
+            });
         }
-        "compute.instance.power_off.end" => rule(FactKind::Stopped, ENVELOPE),
-        "compute.instance.power_on.end" => rule(FactKind::Started, ENVELOPE),
-        "compute.instance.shelve_offload.end" => rule(FactKind::ShelvedOffloaded, ENVELOPE),
-        "compute.instance.unshelve.end" => rule(FactKind::Unshelved, LAUNCH),
-        "compute.instance.suspend.end" => rule(FactKind::Suspended, ENVELOPE),
-        "compute.instance.resume.end" => rule(FactKind::Resumed, ENVELOPE),
-        "compute.instance.rebuild.end" => rule(FactKind::Rebuilt, LAUNCH),
-        "compute.instance.exists" => rule(FactKind::Exists, &["audit_period_ending"]),
-        _ => None,
-    }
+        other => other,
+    };
+    rule_by_action(action)
 }
 
 pub(crate) fn versioned_rule(event_type: &str) -> Option<Rule> {
-    let rule = |kind, times| Some(Rule { kind, times });
-    match event_type {
-        "instance.create.end" => rule(FactKind::Created, &["launched_at", "created_at"]),
-        "instance.delete.end" => rule(FactKind::Deleted, &["terminated_at", "deleted_at"]),
-        "instance.resize_finish.end" | "instance.resize_confirm.end" => {
-            rule(FactKind::Resized, LAUNCH)
-        }
-        "instance.power_off.end" => rule(FactKind::Stopped, ENVELOPE),
-        "instance.power_on.end" => rule(FactKind::Started, ENVELOPE),
-        "instance.shelve_offload.end" => rule(FactKind::ShelvedOffloaded, ENVELOPE),
-        "instance.unshelve.end" => rule(FactKind::Unshelved, LAUNCH),
-        "instance.suspend.end" => rule(FactKind::Suspended, ENVELOPE),
-        "instance.resume.end" => rule(FactKind::Resumed, ENVELOPE),
-        "instance.rebuild.end" => rule(FactKind::Rebuilt, LAUNCH),
-        "instance.exists" => rule(FactKind::Exists, ENVELOPE),
-        _ => None,
+    rule_by_action(event_type.strip_prefix("instance.")?)
+}
+
+/// Keeps "never launched" (`launched_at` sent empty or null) as `launched_at: null`, so the
+/// usage engine knows the instance had not run by then (and never bills a failed build).
+fn mark_never_launched(p: &Fields<'_>, attributes: &mut BTreeMap<String, serde_json::Value>) {
+    let empty = match p.value("launched_at") {
+        Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::String(s)) => s.trim().is_empty(),
+        _ => false,
+    };
+    if empty {
+        attributes.insert("launched_at".to_owned(), serde_json::Value::Null);
     }
+}
+
+/// Whether the event is a failed build (sent with priority ERROR, still billing-relevant:
+/// it says the instance never ran).
+pub(crate) fn is_create_error(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "compute.instance.create.error" | "instance.create.error"
+    )
 }
 
 /// Legacy payloads are flat; Ceilometer's `compute.instance.*` traits use the same names.
@@ -91,6 +125,7 @@ pub(crate) fn legacy_fact(
         audit_period_attributes(&p, &mut attributes)?;
     }
     dating_attributes(&p, &mut attributes, &["launched_at", "created_at"])?;
+    mark_never_launched(&p, &mut attributes);
     Ok(Fact {
         resource_type: ResourceType::Instance,
         resource_id,
@@ -156,6 +191,7 @@ pub(crate) fn versioned_fact(n: &Notification<'_>, rule: Rule) -> Result<Fact, F
         audit_period_attributes(&audit, &mut attributes)?;
     }
     dating_attributes(&p, &mut attributes, &["launched_at", "created_at"])?;
+    mark_never_launched(&p, &mut attributes);
     Ok(Fact {
         resource_type: ResourceType::Instance,
         resource_id,

@@ -13,6 +13,7 @@ use super::{
 pub(crate) fn rule(event_type: &str) -> Option<FactKind> {
     match event_type.strip_prefix("octavia.").unwrap_or(event_type) {
         "loadbalancer.create.end" => Some(FactKind::Created),
+        "loadbalancer.update.end" => Some(FactKind::Updated),
         "loadbalancer.delete.end" => Some(FactKind::Deleted),
         _ => None,
     }

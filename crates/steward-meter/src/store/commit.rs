@@ -161,7 +161,6 @@ async fn write_group(
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let committed_at = Instant::now();
     let mut seen_records = HashSet::new();
-    let mut seen_facts: HashSet<String> = HashSet::new();
     let mut seen_quarantine = HashSet::new();
     let mut outcomes = Vec::with_capacity(plans.len());
     for plan in plans {
@@ -183,8 +182,7 @@ async fn write_group(
                 }
                 let mut facts = facts_of(&plan.keep);
                 let total = facts.len() as u64;
-                facts.retain(|(_, _, key)| seen_facts.insert(key.clone()));
-                facts.sort_unstable_by(|x, y| x.2.cmp(&y.2));
+                preferred_copies(&mut facts);
                 for chunk in facts.chunks(ROWS_PER_STATEMENT) {
                     outcome.facts += insert_facts(backend, conn, chunk).await?;
                 }
@@ -193,8 +191,7 @@ async fn write_group(
             Mode::OneByOne => {
                 for a in &first_seen {
                     let mut facts = facts_of(std::slice::from_ref(a));
-                    facts.retain(|(_, _, key)| !seen_facts.contains(key));
-                    facts.sort_unstable_by(|x, y| x.2.cmp(&y.2));
+                    preferred_copies(&mut facts);
                     sqlx::raw_sql("SAVEPOINT steward_input")
                         .execute(&mut *conn)
                         .await?;
@@ -217,7 +214,6 @@ async fn write_group(
                                 .await?;
                             outcome.records += records;
                             outcome.facts += facts_written;
-                            seen_facts.extend(facts.into_iter().map(|(_, _, key)| key));
                         }
                         Err(error) if error.is_rejection() => {
                             sqlx::raw_sql("ROLLBACK TO SAVEPOINT steward_input")
@@ -297,6 +293,14 @@ fn facts_of<'a>(accepted: &[&'a Accepted]) -> Vec<(&'a str, &'a Fact, String)> {
                 .map(move |f| (a.record.dedup_key.as_str(), f, f.semantic_key()))
         })
         .collect()
+}
+
+/// Sorts `facts` by semantic key (the lock order) and keeps, of several copies of one key,
+/// the one of lowest [`crate::facts::CopyRank`]; the database keeps the lowest across
+/// commits ([`insert_facts`]).
+fn preferred_copies(facts: &mut Vec<(&str, &Fact, String)>) {
+    facts.sort_by_cached_key(|(_, f, key)| (key.clone(), f.copy_rank()));
+    facts.dedup_by(|later, first| later.2 == first.2);
 }
 
 /// The quarantine entry for an input the store could not keep: its bytes as received.
@@ -469,6 +473,9 @@ async fn insert_records(
     Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
+/// Inserts the facts of `chunk` (unique semantic keys) and returns how many were new. A fact
+/// whose key is stored already replaces the stored copy when it ranks lower
+/// ([`crate::facts::CopyRank`]), so the store keeps the same copy whatever the arrival order.
 async fn insert_facts(
     backend: Backend,
     conn: &mut AnyConnection,
@@ -477,10 +484,10 @@ async fn insert_facts(
     let sql = format!(
         "INSERT INTO facts (semantic_key, record_key, resource_type, resource_id, project_id, \
          user_id, kind, effective_at, time_source, origin, event_type, attributes) VALUES {} \
-         ON CONFLICT (semantic_key) DO NOTHING",
+         ON CONFLICT (semantic_key) DO NOTHING RETURNING semantic_key",
         values_clause(backend, chunk.len(), 12)
     );
-    let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query_scalar::<Any, String>(sqlx::AssertSqlSafe(sql));
     for (record_key, f, semantic_key) in chunk {
         query = query
             .bind(semantic_key.as_str())
@@ -496,7 +503,100 @@ async fn insert_facts(
             .bind(f.event_type.as_str())
             .bind(f.attributes_json());
     }
-    Ok(query.execute(&mut *conn).await?.rows_affected())
+    let inserted: HashSet<String> = query.fetch_all(&mut *conn).await?.into_iter().collect();
+    let copies: Vec<&(&str, &Fact, String)> = chunk
+        .iter()
+        .filter(|(_, _, key)| !inserted.contains(key))
+        .collect();
+    if !copies.is_empty() {
+        replace_outranked(backend, conn, &copies).await?;
+    }
+    Ok(inserted.len() as u64)
+}
+
+/// For facts whose semantic key was stored already: replaces each stored copy that ranks
+/// higher than the new one.
+async fn replace_outranked(
+    backend: Backend,
+    conn: &mut AnyConnection,
+    copies: &[&(&str, &Fact, String)],
+) -> Result<(), StoreError> {
+    let p = |i: usize| match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${i}"),
+    };
+    let placeholders = (1..=copies.len()).map(p).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT semantic_key, time_source, project_id, origin, effective_at, event_type, \
+         attributes, user_id FROM facts WHERE semantic_key IN ({placeholders})"
+    );
+    let mut query = sqlx::query_as::<
+        Any,
+        (
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            String,
+            String,
+            Option<String>,
+        ),
+    >(sqlx::AssertSqlSafe(sql));
+    for (_, _, key) in copies {
+        query = query.bind(key.as_str());
+    }
+    let stored: std::collections::HashMap<String, crate::facts::CopyRank> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(
+            |(key, source, project, origin, at, event_type, attributes, user)| {
+                let rank = crate::facts::CopyRank::new(
+                    &source,
+                    project.as_deref(),
+                    &origin,
+                    at,
+                    &event_type,
+                    &attributes,
+                    user.as_deref(),
+                );
+                (key, rank)
+            },
+        )
+        .collect();
+    for (record_key, f, key) in copies {
+        if stored.get(key).is_some_and(|old| f.copy_rank() >= *old) {
+            continue;
+        }
+        let sql = format!(
+            "UPDATE facts SET record_key = {}, project_id = {}, user_id = {}, effective_at = {}, \
+             time_source = {}, origin = {}, event_type = {}, attributes = {} \
+             WHERE semantic_key = {}",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9)
+        );
+        sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
+            .bind(*record_key)
+            .bind(f.project_id.as_deref())
+            .bind(f.user_id.as_deref())
+            .bind(f.effective_at.micros())
+            .bind(f.time_source.as_str())
+            .bind(f.origin.as_str())
+            .bind(f.event_type.as_str())
+            .bind(f.attributes_json())
+            .bind(key.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn insert_quarantine(

@@ -111,6 +111,7 @@ macro_rules! store_suite {
 store_suite!(
     replaying_a_batch_is_a_no_op,
     same_fact_under_different_ids_is_one_fact,
+    the_kept_copy_does_not_depend_on_arrival,
     batches_in_one_commit_get_their_own_outcomes,
     large_batches_are_split_into_statements,
     quarantine_keeps_bad_input_once,
@@ -223,9 +224,74 @@ async fn same_fact_under_different_ids_is_one_fact(store: &SqlStore) {
     let facts = store.facts(10).await.unwrap();
     assert_eq!(facts.len(), 1);
     assert_eq!(
-        facts[0].record_key, "msg:legacy",
-        "the first arrival is kept"
+        facts[0].record_key, "msg:versioned",
+        "the earliest of the payload-dated copies is kept"
     );
+}
+
+/// Four copies of one transition, committed in every order, together and one commit each:
+/// the store always keeps the same one (payload-dated, with an owner, from a notification,
+/// earliest), so what is stored never depends on arrival.
+async fn the_kept_copy_does_not_depend_on_arrival(store: &SqlStore) {
+    let legacy = fact("vm-c", FactKind::Stopped, 300);
+    let mut versioned = fact("vm-c", FactKind::Stopped, 300);
+    versioned.effective_at = Instant(300 * 1_000_000 + 100);
+    versioned.event_type = "instance.power_off.end".to_owned();
+    let mut ceilometer = fact("vm-c", FactKind::Stopped, 300);
+    ceilometer.effective_at = Instant(300 * 1_000_000);
+    ceilometer.origin = Origin::Ceilometer;
+    let mut envelope = fact("vm-c", FactKind::Stopped, 300);
+    envelope.effective_at = Instant(300 * 1_000_000 + 1);
+    envelope.time_source = TimeSource::Envelope;
+    let copies = [
+        ("copy:legacy", legacy),
+        ("copy:versioned", versioned),
+        ("copy:ceilometer", ceilometer),
+        ("copy:envelope", envelope),
+    ];
+    let orders: [[usize; 4]; 6] = [
+        [0, 1, 2, 3],
+        [3, 2, 1, 0],
+        [2, 0, 3, 1],
+        [1, 3, 0, 2],
+        [3, 0, 2, 1],
+        [2, 3, 1, 0],
+    ];
+    for (round, order) in orders.iter().enumerate() {
+        let resource = format!("vm-c{round}");
+        let inputs: Vec<Accepted> = order
+            .iter()
+            .map(|&i| {
+                let (key, f) = &copies[i];
+                let mut f = f.clone();
+                f.resource_id = resource.clone();
+                accepted(&format!("{key}:{round}"), vec![f])
+            })
+            .collect();
+        if round % 2 == 0 {
+            store.commit(&[batch(inputs)]).await.unwrap();
+        } else {
+            for input in inputs {
+                let out = store.commit(&[batch(vec![input])]).await.unwrap();
+                assert_eq!(out[0].facts + out[0].fact_duplicates, 1);
+            }
+        }
+        let kept: Vec<_> = store
+            .facts(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.resource_id == resource)
+            .collect();
+        assert_eq!(kept.len(), 1, "order {order:?}");
+        assert_eq!(
+            kept[0].record_key,
+            format!("copy:versioned:{round}"),
+            "order {order:?}"
+        );
+        assert_eq!(kept[0].effective_at, Instant(300 * 1_000_000 + 100));
+        assert_eq!(kept[0].origin, "notification");
+    }
 }
 
 async fn batches_in_one_commit_get_their_own_outcomes(store: &SqlStore) {

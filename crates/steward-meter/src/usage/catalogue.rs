@@ -181,8 +181,10 @@ pub fn catalogue_problems(products: &[Product]) -> Vec<(Option<usize>, String)> 
     problems
 }
 
-/// The SCS default catalogue. Shelved-offloaded (and deleted) instances bill no compute; their
-/// volumes keep billing.
+/// The SCS default catalogue. An instance bills its flavor while it holds its host's
+/// resources: running, paused, stopped, suspended, shelved (not yet offloaded) and rescued;
+/// shelved-offloaded, soft-deleted and deleted instances bill no compute. Their volumes keep
+/// billing. See `docs/billing-semantics.md`.
 pub fn default_catalogue() -> Vec<Product> {
     let product = |name: &str, resource, unit: &str, attribute: Option<&str>, divisor| Product {
         product: name.to_owned(),
@@ -199,7 +201,14 @@ pub fn default_catalogue() -> Vec<Product> {
         None,
         1,
     );
-    instance.statuses = Some(vec![Status::Running, Status::Stopped, Status::Suspended]);
+    instance.statuses = Some(vec![
+        Status::Running,
+        Status::Paused,
+        Status::Stopped,
+        Status::Suspended,
+        Status::Shelved,
+        Status::Rescued,
+    ]);
     vec![
         instance,
         product(
@@ -240,6 +249,15 @@ impl Product {
     /// Whether a segment in `status` bills this product.
     pub fn bills(&self, status: Status) -> bool {
         self.statuses.as_ref().is_none_or(|s| s.contains(&status))
+    }
+
+    /// Whether the product's quantity depends on nothing but the resource's existence: no
+    /// attribute, no placeholder, no status restriction (it can bill time in which the
+    /// resource is known to exist but not what it was like).
+    pub fn needs_only_existence(&self) -> bool {
+        self.attribute.is_none()
+            && self.statuses.is_none()
+            && placeholders(&self.product).is_ok_and(|keys| keys.is_empty())
     }
 
     /// The product name for a resource with these attributes (`unknown` for a missing value).

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use super::catalogue::Product;
 use super::period::Period;
-use super::timeline::{Presence, Timeline};
+use super::timeline::{Presence, Segment, Timeline};
 use crate::time::Instant;
 
 /// Microseconds per hour.
@@ -159,6 +159,37 @@ pub fn usage_by_owner(
                     reason: "creation not seen".to_owned(),
                 });
             }
+            Presence::Undescribed => {
+                // It existed: what needs nothing but existence bills; the rest is unknown.
+                let i = slot(&mut by_owner, &segment.project_id);
+                let usage = &mut by_owner[i];
+                let micros = i128::from(end.micros() - start.micros());
+                let (blind, described): (Vec<&Product>, Vec<&Product>) =
+                    products.iter().partition(|p| p.needs_only_existence());
+                for product in &blind {
+                    add(usage, product, product.product.clone(), micros, 1, segment);
+                }
+                if !blind.is_empty() {
+                    usage.intervals.push(BilledInterval {
+                        start,
+                        end,
+                        status: segment.status,
+                        attributes: segment.attributes.clone(),
+                    });
+                }
+                if !described.is_empty() {
+                    let names: Vec<&str> = described.iter().map(|p| p.product.as_str()).collect();
+                    usage.unknown.push(UnknownWindow {
+                        start,
+                        end,
+                        reason: format!(
+                            "creation not seen: it existed, but its {} before its first fact \
+                             is not known",
+                            names.join(", ")
+                        ),
+                    });
+                }
+            }
             Presence::Present => {
                 let i = slot(&mut by_owner, &segment.project_id);
                 let usage = &mut by_owner[i];
@@ -190,27 +221,39 @@ pub fn usage_by_owner(
                         continue;
                     };
                     let name = product.name_for(&segment.attributes);
-                    let quantity = Quantity {
-                        numerator: micros * factor,
-                        denominator: MICROS_PER_HOUR * i128::from(product.divisor),
-                    };
-                    match usage.products.iter_mut().find(|p| p.product == name) {
-                        Some(p) => {
-                            p.quantity.add(quantity);
-                            p.origins.extend(segment.origins.iter().cloned());
-                        }
-                        None => usage.products.push(ProductUsage {
-                            product: name,
-                            unit: product.unit.clone(),
-                            quantity,
-                            origins: segment.origins.clone(),
-                        }),
-                    }
+                    add(usage, product, name, micros, factor, segment);
                 }
             }
         }
     }
     by_owner
+}
+
+/// Adds `micros × factor` of `product` (named `name`) to `usage`.
+fn add(
+    usage: &mut ResourceUsage,
+    product: &Product,
+    name: String,
+    micros: i128,
+    factor: i128,
+    segment: &Segment,
+) {
+    let quantity = Quantity {
+        numerator: micros * factor,
+        denominator: MICROS_PER_HOUR * i128::from(product.divisor),
+    };
+    match usage.products.iter_mut().find(|p| p.product == name) {
+        Some(p) => {
+            p.quantity.add(quantity);
+            p.origins.extend(segment.origins.iter().cloned());
+        }
+        None => usage.products.push(ProductUsage {
+            product: name,
+            unit: product.unit.clone(),
+            quantity,
+            origins: segment.origins.clone(),
+        }),
+    }
 }
 
 /// The index of `project`'s entry, added when missing.

@@ -166,17 +166,48 @@ fn deleted_without_seen_creation_is_unknown_not_zero_and_not_full() {
 }
 
 #[test]
-fn payload_launch_time_dates_an_unseen_creation() {
+fn payload_launch_time_dates_an_unseen_creation_but_not_its_flavor() {
     let mut attrs = small();
     attrs["launched_at"] = json!("2026-10-01T09:00:00.000000Z");
-    let facts = vec![fact(FactKind::Deleted, "2026-10-01T15:00:00Z", attrs)];
+    let facts = vec![
+        fact(FactKind::Stopped, "2026-10-01T12:00:00Z", attrs.clone()),
+        fact(FactKind::Deleted, "2026-10-01T15:00:00Z", attrs),
+    ];
     let t = build(ResourceType::Instance, "vm", &facts);
+    assert_eq!(t.segments[1].presence, Presence::Undescribed);
     let usage = usage_by_owner(&t, &day(), &default_catalogue());
-    assert_eq!(quantities(&usage)["instance:SCS-2V-4"], "6.000000");
+    // Known: 12:00–15:00 stopped with SCS-2V-4. 09:00–12:00 it existed, but the flavor and
+    // run state then are not known (a resize may have happened before the first fact).
+    assert_eq!(quantities(&usage)["instance:SCS-2V-4"], "3.000000");
+    let windows: Vec<_> = usage[0]
+        .unknown
+        .iter()
+        .map(|w| (w.start, w.end, w.reason.as_str()))
+        .collect();
     assert_eq!(
-        usage[0].unknown.len(),
-        1,
-        "before 09:00 it is still unknown"
+        windows,
+        vec![
+            (day().start, at("2026-10-01T09:00:00Z"), "creation not seen"),
+            (
+                at("2026-10-01T09:00:00Z"),
+                at("2026-10-01T12:00:00Z"),
+                "creation not seen: it existed, but its instance:{flavor_name} before its first \
+                 fact is not known"
+            ),
+        ]
+    );
+    // A product that needs nothing but existence bills the dated time.
+    let hours = vec![Product {
+        product: "instance.hours".to_owned(),
+        resource: ResourceType::Instance,
+        unit: "hour".to_owned(),
+        attribute: None,
+        divisor: 1,
+        statuses: None,
+    }];
+    assert_eq!(
+        quantities(&usage_by_owner(&t, &day(), &hours))["instance.hours"],
+        "6.000000"
     );
 }
 

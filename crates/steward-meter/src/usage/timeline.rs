@@ -10,9 +10,18 @@
 //!   (facts are sorted by time, a fixed kind order, then their content; equal facts are one);
 //! - segments are contiguous and adjacent segments differ;
 //! - before the first fact, a resource whose creation was seen is absent; one whose creation
-//!   was never seen is *unknown* until something dates it: a payload time that says since when
-//!   it existed (`launched_at`, `created_at`, an audit period's beginning), or the first fact
-//!   about it. Unknown is never billed, neither as zero nor as full.
+//!   was never seen is *unknown* until a payload time says since when it existed (an
+//!   instance's `launched_at`, any other resource's `created_at`), and from then until its first
+//!   fact *undescribed*: it existed, but with which size, flavor or run state is not known.
+//!   Unknown is never billed, neither as zero nor as full; undescribed bills only products that
+//!   need nothing but its existence and owner;
+//! - an instance whose payload says it was never launched (`launched_at` empty) and a failed
+//!   build never bill;
+//! - the owner belongs to the resource, not to a fact: time before the first fact that names
+//!   an owner is the first named owner's (a transfer changes the owner from then on);
+//! - facts are applied in time order to the microsecond; facts at the same instant in a fixed
+//!   order: life begins first, ends last, all others in the order of [`FactKind`]. The rules
+//!   are written down, for every event, in `docs/billing-semantics.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -43,6 +52,9 @@ pub struct UsageFact {
 pub enum Presence {
     /// Nothing dates the resource yet.
     Unknown,
+    /// It existed (a payload time says so) but no fact describes it yet: its attributes and
+    /// run state are not known.
+    Undescribed,
     /// It existed.
     Present,
     /// It did not exist (not yet created, or deleted).
@@ -55,25 +67,66 @@ pub enum Presence {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Active, or any state without a billing difference.
+    /// Active (also while resizing, migrating or rebuilding), or any state of a resource
+    /// without run states.
     Running,
-    /// Powered off.
+    /// Paused: frozen in memory on its host.
+    Paused,
+    /// Powered off (`SHUTOFF`), still holding its host's resources.
     Stopped,
-    /// Suspended.
+    /// Suspended to disk on its host.
     Suspended,
+    /// Shelved but not yet offloaded: powered off, still on its host.
+    Shelved,
     /// Shelved and offloaded: holds no host resources.
     ShelvedOffloaded,
+    /// Booted into its rescue image.
+    Rescued,
+    /// Soft-deleted: gone for its owner, reclaimable until nova reclaims it.
+    SoftDeleted,
 }
 
 impl Status {
+    /// Every status.
+    pub const ALL: [Self; 8] = [
+        Self::Running,
+        Self::Paused,
+        Self::Stopped,
+        Self::Suspended,
+        Self::Shelved,
+        Self::ShelvedOffloaded,
+        Self::Rescued,
+        Self::SoftDeleted,
+    ];
+
     /// The stable name used in reports and configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Paused => "paused",
             Self::Stopped => "stopped",
             Self::Suspended => "suspended",
+            Self::Shelved => "shelved",
             Self::ShelvedOffloaded => "shelved_offloaded",
+            Self::Rescued => "rescued",
+            Self::SoftDeleted => "soft_deleted",
         }
+    }
+
+    /// The status a nova `vm_state` (the payload's `state`) stands for; `None` for states
+    /// that say nothing about the run state (`building`, `resized`, `error`, `deleted`).
+    pub fn from_vm_state(state: &str) -> Option<Self> {
+        Some(match state {
+            "active" => Self::Running,
+            "paused" => Self::Paused,
+            "stopped" => Self::Stopped,
+            "suspended" => Self::Suspended,
+            "shelved" => Self::Shelved,
+            "shelved_offloaded" => Self::ShelvedOffloaded,
+            "rescued" => Self::Rescued,
+            "soft-delete" | "soft_deleted" => Self::SoftDeleted,
+            _ => return None,
+        })
     }
 }
 
@@ -134,11 +187,18 @@ fn begins_life(kind: FactKind, resource_type: ResourceType) -> bool {
 /// Fixed order for facts at the same instant: life begins first, ends last.
 fn rank(kind: FactKind) -> u8 {
     match kind {
-        FactKind::Created | FactKind::Uploaded => 0,
+        FactKind::Created | FactKind::Uploaded | FactKind::CreateFailed => 0,
         FactKind::Activated => 1,
         FactKind::Deleted => 9,
         _ => 5,
     }
+}
+
+/// Whether the fact's payload says the instance had never been launched by then (nova sends
+/// `launched_at` empty until the first boot; the normaliser keeps that as `null`).
+fn never_launched(fact: &UsageFact, resource_type: ResourceType) -> bool {
+    resource_type == ResourceType::Instance
+        && matches!(fact.attributes.get("launched_at"), Some(Value::Null))
 }
 
 /// The state between two facts. Cloned once per fact, so the heavy parts are shared: the
@@ -186,23 +246,38 @@ fn billable(attributes: &BTreeMap<String, Value>) -> impl Iterator<Item = (&Stri
         .filter(|(k, _)| !NOT_BILLABLE.contains(&k.as_str()))
 }
 
-/// The earliest time a fact's payload says the resource already existed.
-fn dated_since(fact: &UsageFact) -> Option<Instant> {
-    ["launched_at", "created_at", "audit_period_beginning"]
-        .iter()
-        .filter_map(|k| fact.attributes.get(*k)?.as_str())
-        .filter_map(|s| parse_timestamp(s).ok().flatten())
+/// The time a fact's payload says the resource already existed since: an instance's
+/// `launched_at` (its `created_at` is when the request arrived, before any boot), any other
+/// resource's `created_at`. An audit period's beginning dates nothing: the audit lists what
+/// existed at any time in its period.
+fn dated_since(fact: &UsageFact, resource_type: ResourceType) -> Option<Instant> {
+    let key = match resource_type {
+        ResourceType::Instance => "launched_at",
+        _ => "created_at",
+    };
+    let text = fact.attributes.get(key)?.as_str()?;
+    parse_timestamp(text)
+        .ok()
+        .flatten()
         .filter(|t| *t <= fact.effective_at)
-        .min()
 }
 
 impl State {
     fn apply(&mut self, fact: &UsageFact, resource_type: ResourceType) {
+        if fact.kind == FactKind::CreateFailed {
+            // A failed build: an instance that is not running never was (a rescheduled build
+            // that then succeeds begins its life with its `create.end`).
+            if self.presence != Presence::Present {
+                self.presence = Presence::Absent;
+            }
+            return;
+        }
         if self.presence == Presence::Absent && !begins_life(fact.kind, resource_type) {
             // Before creation or after deletion only a new life matters: late audits and
             // samples of a deleted resource change nothing.
             return;
         }
+        let first_description = self.presence != Presence::Present;
         self.origins = Origins::of(&fact.origin);
         // Audits and samples only fill in what is not known yet; transitions overwrite.
         let fill_only = matches!(fact.kind, FactKind::Exists | FactKind::Measured);
@@ -211,6 +286,11 @@ impl State {
         {
             self.project_id = Some(Arc::from(project.as_str()));
         }
+        let vm_state = fact
+            .attributes
+            .get("state")
+            .and_then(Value::as_str)
+            .and_then(Status::from_vm_state);
         match fact.kind {
             FactKind::Deleted => {
                 self.presence = Presence::Absent;
@@ -218,11 +298,28 @@ impl State {
             }
             FactKind::Stopped => self.status = Status::Stopped,
             FactKind::Suspended => self.status = Status::Suspended,
+            FactKind::Paused => self.status = Status::Paused,
+            FactKind::Shelved => self.status = Status::Shelved,
             FactKind::ShelvedOffloaded => self.status = Status::ShelvedOffloaded,
-            FactKind::Started | FactKind::Resumed | FactKind::Unshelved | FactKind::Rebuilt => {
-                self.status = Status::Running;
+            FactKind::Rescued => self.status = Status::Rescued,
+            FactKind::SoftDeleted => self.status = Status::SoftDeleted,
+            FactKind::Started
+            | FactKind::Resumed
+            | FactKind::Unpaused
+            | FactKind::Unshelved
+            | FactKind::Unrescued
+            | FactKind::Restored => self.status = Status::Running,
+            // A rebuilt instance keeps its power state (nova powers a stopped one off again).
+            FactKind::Rebuilt => {
+                self.status = match vm_state {
+                    Some(Status::Stopped) => Status::Stopped,
+                    _ => Status::Running,
+                }
             }
             k if begins_life(k, resource_type) => self.status = Status::Running,
+            // The first fact about a resource whose creation was not seen: its payload's
+            // state, if it names one.
+            _ if first_description => self.status = vm_state.unwrap_or(Status::Running),
             _ => {}
         }
         self.presence = Presence::Present;
@@ -262,7 +359,13 @@ pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]
     sorted.dedup_by(|a, b| a == b);
 
     let initial = match sorted.first() {
-        Some(f) if begins_life(f.kind, resource_type) => Presence::Absent,
+        Some(f)
+            if begins_life(f.kind, resource_type)
+                || f.kind == FactKind::CreateFailed
+                || never_launched(f, resource_type) =>
+        {
+            Presence::Absent
+        }
         _ => Presence::Unknown,
     };
     let mut state = State {
@@ -276,18 +379,18 @@ pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]
     // The state after every fact, in time order (plus the dating of an unseen creation).
     let mut transitions: Vec<(Instant, State)> = Vec::with_capacity(sorted.len() + 1);
     if let (Presence::Unknown, Some(first)) = (initial, sorted.first())
-        && let Some(since) = dated_since(first).filter(|t| *t < first.effective_at)
+        && let Some(since) = sorted
+            .iter()
+            .filter_map(|f| dated_since(f, resource_type))
+            .min()
+            .filter(|t| *t < first.effective_at)
     {
-        // The payload dates the resource: it existed, as the first fact describes it, since
-        // then (nova's `launched_at` is reset by resize and rebuild, so the flavor held).
+        // A payload dates the resource: it existed since then, but what it was like before
+        // its first fact is not known (a size or flavor may have changed in between).
         let dated = State {
-            presence: Presence::Present,
+            presence: Presence::Undescribed,
             status: Status::Running,
-            attributes: Arc::new(
-                billable(&first.attributes)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            attributes: Arc::new(BTreeMap::new()),
             project_id: first.project_id.as_deref().map(Arc::from),
             origins: Origins::of(&first.origin),
         };
@@ -318,11 +421,38 @@ pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]
         state = next;
     }
     segments.push(segment(start, None, &state));
+    // One owner per resource: time before the first fact that names one is that owner's.
+    if let Some(owner) = segments.iter().find_map(|s| s.project_id.clone()) {
+        for s in segments.iter_mut().take_while(|s| s.project_id.is_none()) {
+            s.project_id = Some(owner.clone());
+        }
+    }
+    merge_equal_neighbours(&mut segments);
     Timeline {
         resource_type,
         resource_id: resource_id.to_owned(),
         segments,
     }
+}
+
+/// Joins adjacent segments that became equal when the owner was filled in.
+fn merge_equal_neighbours(segments: &mut Vec<Segment>) {
+    let mut merged: Vec<Segment> = Vec::with_capacity(segments.len());
+    for s in segments.drain(..) {
+        match merged.last_mut() {
+            Some(last)
+                if last.presence == s.presence
+                    && last.status == s.status
+                    && last.attributes == s.attributes
+                    && last.project_id == s.project_id =>
+            {
+                last.end = s.end;
+                last.origins.extend(s.origins);
+            }
+            _ => merged.push(s),
+        }
+    }
+    *segments = merged;
 }
 
 fn canonical(attributes: &BTreeMap<String, Value>) -> String {

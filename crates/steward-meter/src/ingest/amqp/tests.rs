@@ -290,7 +290,8 @@ const EXPECTED: &[Expect] = &[
         VOL,
         "created",
         P,
-        "2023-05-03T09:00:12Z",
+        // `created_at`, the time every source of a volume carries (not `launched_at`).
+        "2023-05-03T09:00:05Z",
         "payload",
     ),
     (
@@ -494,10 +495,9 @@ const EXPECTED: &[Expect] = &[
 ];
 
 /// Fixtures whose event carries no billing meaning: stored raw, no facts.
-const NO_FACTS: &[&str] = &[
-    "nova/compute.instance.create.error",
-    "glance/image.upload.error",
-];
+/// Failure notifications that change nothing billed. (A failed build does: it says the
+/// instance never ran; `failed_builds_give_a_create_failed_fact` checks it.)
+const NO_FACTS: &[&str] = &["glance/image.upload.error"];
 
 #[test]
 fn every_fixture_decodes_to_its_fact_in_both_envelope_versions() {
@@ -540,10 +540,16 @@ fn every_fixture_file_is_covered_by_a_test() {
         }
     }
     for rel in &files {
-        let known = EXPECTED.iter().any(|e| e.0 == rel) || NO_FACTS.contains(&rel.as_str());
+        let known = EXPECTED.iter().any(|e| e.0 == rel)
+            || NO_FACTS.contains(&rel.as_str())
+            || rel == "nova/compute.instance.create.error";
         assert!(known, "fixture {rel} has no expectation");
     }
-    assert_eq!(files.len(), EXPECTED.len() + NO_FACTS.len());
+    assert_eq!(
+        files.len(),
+        EXPECTED.len() + NO_FACTS.len() + 1,
+        "+ the failed build"
+    );
 }
 
 #[test]
@@ -553,6 +559,18 @@ fn failure_notifications_are_stored_without_facts() {
         assert!(a.facts.is_empty(), "{file}");
         assert_eq!(a.record.priority.as_deref(), Some("ERROR"));
     }
+}
+
+#[test]
+fn failed_builds_give_a_create_failed_fact() {
+    let a = accept(&v2(&envelope(
+        "notifications/nova/compute.instance.create.error.json",
+    )));
+    assert_eq!(a.record.priority.as_deref(), Some("ERROR"));
+    assert_eq!(a.facts.len(), 1, "{:?}", a.facts);
+    let fact = &a.facts[0];
+    assert_eq!(fact.kind, crate::facts::FactKind::CreateFailed);
+    assert_eq!(fact.time_source, crate::facts::TimeSource::Envelope);
 }
 
 #[test]
