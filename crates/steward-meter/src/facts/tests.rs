@@ -203,3 +203,63 @@ fn a_real_create_carries_the_flavor_and_the_payload_launch_time() {
         payload["instance_type"].as_str()
     );
 }
+
+#[test]
+fn a_real_volume_seen_by_amqp_and_by_ceilometer_has_one_start() {
+    let (_, capture) = captures()
+        .into_iter()
+        .find(|(p, _)| {
+            p.file_name()
+                .is_some_and(|n| n == "openstack__legacy__volume.create.end.json")
+        })
+        .unwrap();
+    let body = capture["envelope"].to_string();
+    let Decoded::Accepted(a) = decode_delivery(
+        body.as_bytes(),
+        "openstack",
+        "notifications.info",
+        Instant(0),
+        &Scrubber::default(),
+    ) else {
+        panic!("quarantined")
+    };
+    let inner: Value =
+        serde_json::from_str(capture["envelope"]["oslo.message"].as_str().unwrap()).unwrap();
+    let p = &inner["payload"];
+    // Ceilometer's default volume traits: created_at, no launched_at, the type as `type`.
+    let traits: Vec<(String, Value)> = [
+        ("project_id", p["tenant_id"].clone()),
+        ("user_id", p["user_id"].clone()),
+        ("resource_id", p["volume_id"].clone()),
+        ("size", p["size"].clone()),
+        ("type", p["volume_type"].clone()),
+        ("status", p["status"].clone()),
+        ("created_at", p["created_at"].clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let generated = crate::time::parse_timestamp(inner["timestamp"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    let event = super::event_facts("volume.create.end", Some(generated), &traits);
+    let (amqp, ceilometer) = (&a.facts[0], &event[0]);
+    assert_eq!(amqp.effective_at, ceilometer.effective_at, "one start");
+    assert_eq!(
+        amqp.effective_at,
+        crate::time::parse_timestamp(p["created_at"].as_str().unwrap())
+            .unwrap()
+            .unwrap(),
+        "created_at, not launched_at"
+    );
+    assert_eq!(
+        amqp.semantic_key(),
+        ceilometer.semantic_key(),
+        "stored once"
+    );
+    assert_eq!(amqp.attributes["size_gb"], ceilometer.attributes["size_gb"]);
+    assert_eq!(
+        amqp.attributes["volume_type"],
+        ceilometer.attributes["volume_type"]
+    );
+}

@@ -377,9 +377,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn quarantine_get(&self, id: i64) -> StoreFuture<'_, Option<QuarantineEntry>>;
     /// Facts in store order (oldest first), at most `limit`.
     fn facts(&self, limit: u32) -> StoreFuture<'_, Vec<StoredFact>>;
-    /// Every fact effective before `until`, one item per resource, ordered by resource type and
-    /// id (facts inside an item in no particular order). Streamed, so a report holds one
-    /// resource's facts at a time.
+    /// Every resource with a fact effective before `until`, with *all* its facts (a later
+    /// fact may name the owner or date the creation of earlier time), one item per resource,
+    /// ordered by resource type and id (facts inside an item in no particular order).
+    /// Streamed, so a report holds one resource's facts at a time.
     fn resources_until(&self, until: Instant) -> StoreStream<'_, ResourceFacts>;
     /// What the store has heard: its first and last input (records and quarantined inputs
     /// alike) and its earliest fact.

@@ -437,8 +437,8 @@ impl Store for SqlStore {
         let rows = sqlx::query::<Any>(
             "SELECT resource_type, resource_id, CAST(json_agg(json_build_array(kind, \
              effective_at, project_id, origin, CAST(attributes AS json))) AS TEXT) \
-             AS facts FROM facts WHERE effective_at < $1 \
-             GROUP BY resource_type, resource_id ORDER BY resource_type, resource_id",
+             AS facts FROM facts GROUP BY resource_type, resource_id \
+             HAVING MIN(effective_at) < $1 ORDER BY resource_type, resource_id",
         )
         .bind(until.micros())
         .fetch(&self.pool);

@@ -143,8 +143,8 @@ pub(super) fn resources_until(url: &str, until: Instant) -> StoreStream<'static,
             let mut rows = sqlx::query(
                 "SELECT resource_type, resource_id, json_group_array(json_array(kind, \
                  effective_at, project_id, origin, json(attributes))) \
-                 FROM facts WHERE effective_at < ?1 \
-                 GROUP BY resource_type, resource_id ORDER BY resource_type, resource_id",
+                 FROM facts GROUP BY resource_type, resource_id \
+                 HAVING MIN(effective_at) < ?1 ORDER BY resource_type, resource_id",
             )
             .bind(until.micros())
             .fetch(&mut conn);

@@ -295,6 +295,201 @@ fn images_bill_gib_hours_from_bytes() {
     assert_eq!(quantities(&usage)["image"], "36.000000");
 }
 
+/// Default catalogue plus vCPU-hours of running time only.
+fn with_running_vcpus() -> Vec<Product> {
+    let mut c = default_catalogue();
+    c.push(Product {
+        product: "instance.vcpu".to_owned(),
+        resource: ResourceType::Instance,
+        unit: "vCPU-hour".to_owned(),
+        attribute: Some("vcpus".to_owned()),
+        divisor: 1,
+        statuses: Some(vec![Status::Running]),
+    });
+    c
+}
+
+fn day_usage(rt: ResourceType, facts: &[UsageFact], catalogue: &[Product]) -> Vec<ResourceUsage> {
+    usage_by_owner(&build(rt, "r", facts), &day(), catalogue)
+}
+
+#[test]
+fn a_shelved_server_bills_like_a_stopped_one_until_its_offload() {
+    // Running 00–06, shelved 06–10 (powered off, on its host), offloaded 10–24.
+    let facts = vec![
+        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
+        fact(FactKind::Shelved, "2026-10-01T06:00:00Z", small()),
+        fact(FactKind::ShelvedOffloaded, "2026-10-01T10:00:00Z", small()),
+    ];
+    let q = quantities(&day_usage(
+        ResourceType::Instance,
+        &facts,
+        &with_running_vcpus(),
+    ));
+    assert_eq!(
+        q["instance:SCS-2V-4"], "10.000000",
+        "flavor: running + shelved"
+    );
+    assert_eq!(q["instance.vcpu"], "12.000000", "vCPUs: 6 h running × 2");
+}
+
+#[test]
+fn a_reverted_resize_bills_the_old_flavor_again() {
+    // SCS-2V-4 00–08, resized to SCS-4V-8 08–09 (verify), reverted at 09:00 to SCS-2V-4.
+    let facts = vec![
+        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
+        fact(FactKind::Resized, "2026-10-01T08:00:00Z", large()),
+        fact(FactKind::ResizeReverted, "2026-10-01T09:00:00Z", small()),
+    ];
+    let q = quantities(&day_usage(
+        ResourceType::Instance,
+        &facts,
+        &default_catalogue(),
+    ));
+    assert_eq!(q["instance:SCS-2V-4"], "23.000000");
+    assert_eq!(q["instance:SCS-4V-8"], "1.000000");
+}
+
+#[test]
+fn a_failed_build_never_bills_with_or_without_its_error() {
+    let mut never = small();
+    never["launched_at"] = Value::Null;
+    never["created_at"] = json!("2026-10-01T01:00:00Z");
+    let with_error = vec![
+        fact(
+            FactKind::CreateFailed,
+            "2026-10-01T01:00:05Z",
+            never.clone(),
+        ),
+        fact(FactKind::Deleted, "2026-10-01T05:00:00Z", never.clone()),
+    ];
+    let only_delete = vec![fact(FactKind::Deleted, "2026-10-01T05:00:00Z", never)];
+    for facts in [with_error, only_delete] {
+        let usage = day_usage(ResourceType::Instance, &facts, &default_catalogue());
+        assert!(
+            usage
+                .iter()
+                .all(|u| u.products.is_empty() && u.unknown.is_empty()),
+            "{usage:?}"
+        );
+    }
+    // A rescheduled build: the first attempt failed, the second launched at 02:00.
+    let facts = vec![
+        fact(FactKind::CreateFailed, "2026-10-01T01:00:05Z", small()),
+        fact(FactKind::Created, "2026-10-01T02:00:00Z", small()),
+    ];
+    let q = quantities(&day_usage(
+        ResourceType::Instance,
+        &facts,
+        &default_catalogue(),
+    ));
+    assert_eq!(q["instance:SCS-2V-4"], "22.000000");
+}
+
+#[test]
+fn soft_delete_stops_billing_and_restore_or_reclaim_follow() {
+    // Running 00–04, soft-deleted 04–06, restored 06–12, soft-deleted 12–20, reclaimed 20:00.
+    let facts = vec![
+        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
+        fact(FactKind::SoftDeleted, "2026-10-01T04:00:00Z", small()),
+        fact(FactKind::Restored, "2026-10-01T06:00:00Z", small()),
+        fact(FactKind::SoftDeleted, "2026-10-01T12:00:00Z", small()),
+        fact(FactKind::Deleted, "2026-10-01T20:00:00Z", small()),
+    ];
+    let q = quantities(&day_usage(
+        ResourceType::Instance,
+        &facts,
+        &default_catalogue(),
+    ));
+    assert_eq!(q["instance:SCS-2V-4"], "10.000000");
+    // An operator who bills the reclaim window lists soft_deleted.
+    let mut catalogue = default_catalogue();
+    catalogue[0]
+        .statuses
+        .as_mut()
+        .unwrap()
+        .push(Status::SoftDeleted);
+    let q = quantities(&day_usage(ResourceType::Instance, &facts, &catalogue));
+    assert_eq!(q["instance:SCS-2V-4"], "20.000000");
+}
+
+#[test]
+fn paused_and_rescued_bill_by_default_and_a_stopped_rebuild_stays_stopped() {
+    let mut stopped_state = small();
+    stopped_state["state"] = json!("stopped");
+    let facts = vec![
+        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
+        fact(FactKind::Paused, "2026-10-01T02:00:00Z", small()),
+        fact(FactKind::Unpaused, "2026-10-01T03:00:00Z", small()),
+        fact(FactKind::Rescued, "2026-10-01T04:00:00Z", small()),
+        fact(FactKind::Unrescued, "2026-10-01T05:00:00Z", small()),
+        fact(FactKind::Stopped, "2026-10-01T06:00:00Z", small()),
+        fact(FactKind::Rebuilt, "2026-10-01T07:00:00Z", stopped_state),
+        fact(FactKind::Started, "2026-10-01T10:00:00Z", small()),
+    ];
+    let q = quantities(&day_usage(
+        ResourceType::Instance,
+        &facts,
+        &with_running_vcpus(),
+    ));
+    assert_eq!(q["instance:SCS-2V-4"], "24.000000");
+    // Running: 00–02, 03–04, 05–06, 10–24 = 18 h × 2 vCPUs.
+    assert_eq!(q["instance.vcpu"], "36.000000");
+}
+
+#[test]
+fn the_owner_named_by_a_later_fact_owns_the_earlier_ownerless_time() {
+    // A floating IP created through Ceilometer (no owner), associated later by a notification.
+    let mut created = fact(FactKind::Created, "2026-10-01T00:00:00Z", json!({}));
+    created.project_id = None;
+    created.origin = "ceilometer".to_owned();
+    let updated = fact(
+        FactKind::Updated,
+        "2026-10-01T06:00:00Z",
+        json!({"port_id": "p-9"}),
+    );
+    let usage = day_usage(
+        ResourceType::FloatingIp,
+        &[created, updated],
+        &default_catalogue(),
+    );
+    assert_eq!(usage.len(), 1, "one owner: {usage:?}");
+    assert_eq!(usage[0].project_id.as_deref(), Some("p-1"));
+    assert_eq!(quantities(&usage)["floating_ip"], "24.000000");
+}
+
+#[test]
+fn a_creation_seen_without_its_created_at_starts_at_the_created_at_of_later_facts() {
+    // Ceilometer's neutron create event carries no created_at: dated when generated, 00:00:03.
+    let mut created = fact(FactKind::Created, "2026-10-01T00:00:03Z", json!({}));
+    created.project_id = None;
+    let deleted = fact(
+        FactKind::Deleted,
+        "2026-10-01T12:00:00Z",
+        json!({"created_at": "2026-10-01T00:00:00Z"}),
+    );
+    let q = quantities(&day_usage(
+        ResourceType::FloatingIp,
+        &[created, deleted],
+        &default_catalogue(),
+    ));
+    assert_eq!(q["floating_ip"], "12.000000");
+}
+
+#[test]
+fn an_undescribed_floating_ip_bills_its_hours_from_created_at() {
+    // Only the delete arrived; its payload dates the creation. The hourly product needs
+    // nothing but existence and owner, so the whole life bills.
+    let deleted = fact(
+        FactKind::Deleted,
+        "2026-10-01T18:00:00Z",
+        json!({"created_at": "2026-10-01T06:00:00Z"}),
+    );
+    let usage = day_usage(ResourceType::FloatingIp, &[deleted], &default_catalogue());
+    assert_eq!(quantities(&usage)["floating_ip"], "12.000000");
+    assert_eq!(usage[0].unknown.len(), 1, "before 06:00: creation not seen");
+}
+
 // --- properties ---------------------------------------------------------------------------
 
 const KINDS: &[FactKind] = &[

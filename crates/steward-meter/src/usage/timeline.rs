@@ -357,6 +357,15 @@ pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]
             .then_with(|| canonical(&a.attributes).cmp(&canonical(&b.attributes)))
     });
     sorted.dedup_by(|a, b| a == b);
+    let canonical_start = canonical_start(resource_type, &sorted);
+    let sorted = match &canonical_start {
+        Some(moved) => {
+            let mut with: Vec<&UsageFact> = sorted.iter().skip(1).copied().collect();
+            with.insert(0, moved);
+            with
+        }
+        None => sorted,
+    };
 
     let initial = match sorted.first() {
         Some(f)
@@ -433,6 +442,29 @@ pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]
         resource_id: resource_id.to_owned(),
         segments,
     }
+}
+
+/// For resources billed from their `created_at` (not instances, whose life begins at the
+/// launch, nor images, at the upload): when the first fact is the creation and a fact carries
+/// an earlier `created_at` (a creation seen only through a copy that lacks it, such as
+/// Ceilometer's neutron events, dated when generated), the creation moved to that time. So a
+/// resource has one start whichever sources reported it.
+fn canonical_start(resource_type: ResourceType, sorted: &[&UsageFact]) -> Option<UsageFact> {
+    if matches!(resource_type, ResourceType::Instance | ResourceType::Image) {
+        return None;
+    }
+    let first = sorted.first()?;
+    if first.kind != FactKind::Created {
+        return None;
+    }
+    let since = sorted
+        .iter()
+        .filter_map(|f| dated_since(f, resource_type))
+        .min()
+        .filter(|t| *t < first.effective_at)?;
+    let mut moved = (*first).clone();
+    moved.effective_at = since;
+    Some(moved)
 }
 
 /// Joins adjacent segments that became equal when the owner was filled in.
