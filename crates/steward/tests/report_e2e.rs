@@ -160,3 +160,122 @@ async fn notifications_to_report_with_hand_computed_quantities() {
     assert_eq!(steward.terminate(), Some(0));
     steward.cleanup_broker().await;
 }
+
+/// The 242 notifications captured from real nova, neutron, cinder and octavia, through
+/// RabbitMQ and `serve` into `report --detail`: the real servers' lives are billed as nova's API
+/// states them (`OS-SRV-USG:launched_at`/`terminated_at`, reset by the resize), to the
+/// microsecond, and shelving is billed until the offload only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_captures_through_serve_bill_what_nova_states() {
+    let real =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/real");
+    let bodies: Vec<Vec<u8>> = std::fs::read_to_string(real.join("notifications.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["body"]
+                .to_string()
+                .into_bytes()
+        })
+        .collect();
+    assert_eq!(bodies.len(), 242);
+    let mut steward = Steward::new("real", "");
+    steward.start().await;
+    let p = Publisher::connect().await;
+    p.publish(&steward.exchange, "notifications.info", bodies)
+        .await;
+    p.close().await;
+    let db = steward.db().await;
+    assert_eq!(
+        wait_for_count(
+            &db,
+            "SELECT COUNT(*) FROM raw_records",
+            242,
+            Duration::from_secs(60)
+        )
+        .await,
+        242
+    );
+    let out = steward.cli(&[
+        "meter",
+        "report",
+        "--from",
+        "2026-12-02T03:00:00Z",
+        "--to",
+        "2026-12-02T04:00:00Z",
+        "--as-of",
+        "2026-12-03T00:00:00Z",
+        "--detail",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let servers: Value = serde_json::from_str(
+        &std::fs::read_to_string(real.join("api/nova_detail_changes_since_deleted.json")).unwrap(),
+    )
+    .unwrap();
+    let resources: Vec<&Value> = report["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["resources"].as_array().unwrap())
+        .collect();
+    let micros = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(&format!("{}Z", s.trim_end_matches('Z')))
+            .unwrap()
+            .timestamp_micros()
+    };
+    for server in servers["servers"].as_array().unwrap() {
+        let id = server["id"].as_str().unwrap();
+        let r = resources
+            .iter()
+            .find(|r| r["resource_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in the report: {report:#}"));
+        let intervals = r["intervals"].as_array().unwrap();
+        let last = intervals.last().unwrap();
+        assert_eq!(
+            micros(last["end"].as_str().unwrap()),
+            micros(server["OS-SRV-USG:terminated_at"].as_str().unwrap()),
+            "{}: terminated",
+            server["name"]
+        );
+        // The API's launched_at is the last (re)launch: the start of the interval with the
+        // server's final flavor.
+        let final_flavor = server["flavor"]["original_name"].as_str().unwrap();
+        let first_with_final = intervals
+            .iter()
+            .find(|i| i["attributes"]["flavor_name"] == final_flavor)
+            .unwrap();
+        assert_eq!(
+            micros(first_with_final["start"].as_str().unwrap()),
+            micros(server["OS-SRV-USG:launched_at"].as_str().unwrap()),
+            "{}: launched",
+            server["name"]
+        );
+        if server["name"] == "alpha-2" {
+            let statuses: Vec<&str> = intervals
+                .iter()
+                .map(|i| i["status"].as_str().unwrap())
+                .collect();
+            assert_eq!(statuses, ["running", "shelved", "shelved_offloaded"]);
+            let billed = r["products"][0]["quantity_exact"].as_str().unwrap();
+            let (n, d) = billed.split_once('/').unwrap();
+            let hours = n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap();
+            let until_offload = (micros(intervals[2]["start"].as_str().unwrap())
+                - micros(intervals[0]["start"].as_str().unwrap()))
+                as f64
+                / 3.6e9;
+            assert!(
+                (hours - until_offload).abs() < 1e-9,
+                "{hours} vs {until_offload}"
+            );
+        }
+    }
+    assert_eq!(steward.terminate(), Some(0));
+    steward.cleanup_broker().await;
+}
