@@ -313,19 +313,29 @@ fn day_usage(rt: ResourceType, facts: &[UsageFact], catalogue: &[Product]) -> Ve
     usage_by_owner(&build(rt, "r", facts), &day(), catalogue)
 }
 
+/// A fact on the test day at `hh:mm`.
+fn on_day(kind: FactKind, hh_mm: &str, attrs: Value) -> UsageFact {
+    fact(kind, &format!("2026-10-01T{hh_mm}:00Z"), attrs)
+}
+
+/// What `facts` bill on the test day, per product, to six decimals.
+fn billed(
+    rt: ResourceType,
+    facts: &[UsageFact],
+    catalogue: &[Product],
+) -> BTreeMap<String, String> {
+    quantities(&day_usage(rt, facts, catalogue))
+}
+
 #[test]
 fn a_shelved_server_bills_like_a_stopped_one_until_its_offload() {
     // Running 00–06, shelved 06–10 (powered off, on its host), offloaded 10–24.
     let facts = vec![
-        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
-        fact(FactKind::Shelved, "2026-10-01T06:00:00Z", small()),
-        fact(FactKind::ShelvedOffloaded, "2026-10-01T10:00:00Z", small()),
+        on_day(FactKind::Created, "00:00", small()),
+        on_day(FactKind::Shelved, "06:00", small()),
+        on_day(FactKind::ShelvedOffloaded, "10:00", small()),
     ];
-    let q = quantities(&day_usage(
-        ResourceType::Instance,
-        &facts,
-        &with_running_vcpus(),
-    ));
+    let q = billed(ResourceType::Instance, &facts, &with_running_vcpus());
     assert_eq!(
         q["instance:SCS-2V-4"], "10.000000",
         "flavor: running + shelved"
@@ -337,15 +347,11 @@ fn a_shelved_server_bills_like_a_stopped_one_until_its_offload() {
 fn a_reverted_resize_bills_the_old_flavor_again() {
     // SCS-2V-4 00–08, resized to SCS-4V-8 08–09 (verify), reverted at 09:00 to SCS-2V-4.
     let facts = vec![
-        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
-        fact(FactKind::Resized, "2026-10-01T08:00:00Z", large()),
-        fact(FactKind::ResizeReverted, "2026-10-01T09:00:00Z", small()),
+        on_day(FactKind::Created, "00:00", small()),
+        on_day(FactKind::Resized, "08:00", large()),
+        on_day(FactKind::ResizeReverted, "09:00", small()),
     ];
-    let q = quantities(&day_usage(
-        ResourceType::Instance,
-        &facts,
-        &default_catalogue(),
-    ));
+    let q = billed(ResourceType::Instance, &facts, &default_catalogue());
     assert_eq!(q["instance:SCS-2V-4"], "23.000000");
     assert_eq!(q["instance:SCS-4V-8"], "1.000000");
 }
@@ -361,9 +367,9 @@ fn a_failed_build_never_bills_with_or_without_its_error() {
             "2026-10-01T01:00:05Z",
             never.clone(),
         ),
-        fact(FactKind::Deleted, "2026-10-01T05:00:00Z", never.clone()),
+        on_day(FactKind::Deleted, "05:00", never.clone()),
     ];
-    let only_delete = vec![fact(FactKind::Deleted, "2026-10-01T05:00:00Z", never)];
+    let only_delete = vec![on_day(FactKind::Deleted, "05:00", never)];
     for facts in [with_error, only_delete] {
         let usage = day_usage(ResourceType::Instance, &facts, &default_catalogue());
         assert!(
@@ -376,13 +382,9 @@ fn a_failed_build_never_bills_with_or_without_its_error() {
     // A rescheduled build: the first attempt failed, the second launched at 02:00.
     let facts = vec![
         fact(FactKind::CreateFailed, "2026-10-01T01:00:05Z", small()),
-        fact(FactKind::Created, "2026-10-01T02:00:00Z", small()),
+        on_day(FactKind::Created, "02:00", small()),
     ];
-    let q = quantities(&day_usage(
-        ResourceType::Instance,
-        &facts,
-        &default_catalogue(),
-    ));
+    let q = billed(ResourceType::Instance, &facts, &default_catalogue());
     assert_eq!(q["instance:SCS-2V-4"], "22.000000");
 }
 
@@ -390,17 +392,13 @@ fn a_failed_build_never_bills_with_or_without_its_error() {
 fn soft_delete_stops_billing_and_restore_or_reclaim_follow() {
     // Running 00–04, soft-deleted 04–06, restored 06–12, soft-deleted 12–20, reclaimed 20:00.
     let facts = vec![
-        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
-        fact(FactKind::SoftDeleted, "2026-10-01T04:00:00Z", small()),
-        fact(FactKind::Restored, "2026-10-01T06:00:00Z", small()),
-        fact(FactKind::SoftDeleted, "2026-10-01T12:00:00Z", small()),
-        fact(FactKind::Deleted, "2026-10-01T20:00:00Z", small()),
+        on_day(FactKind::Created, "00:00", small()),
+        on_day(FactKind::SoftDeleted, "04:00", small()),
+        on_day(FactKind::Restored, "06:00", small()),
+        on_day(FactKind::SoftDeleted, "12:00", small()),
+        on_day(FactKind::Deleted, "20:00", small()),
     ];
-    let q = quantities(&day_usage(
-        ResourceType::Instance,
-        &facts,
-        &default_catalogue(),
-    ));
+    let q = billed(ResourceType::Instance, &facts, &default_catalogue());
     assert_eq!(q["instance:SCS-2V-4"], "10.000000");
     // An operator who bills the reclaim window lists soft_deleted.
     let mut catalogue = default_catalogue();
@@ -418,20 +416,16 @@ fn paused_and_rescued_bill_by_default_and_a_stopped_rebuild_stays_stopped() {
     let mut stopped_state = small();
     stopped_state["state"] = json!("stopped");
     let facts = vec![
-        fact(FactKind::Created, "2026-10-01T00:00:00Z", small()),
-        fact(FactKind::Paused, "2026-10-01T02:00:00Z", small()),
-        fact(FactKind::Unpaused, "2026-10-01T03:00:00Z", small()),
-        fact(FactKind::Rescued, "2026-10-01T04:00:00Z", small()),
-        fact(FactKind::Unrescued, "2026-10-01T05:00:00Z", small()),
-        fact(FactKind::Stopped, "2026-10-01T06:00:00Z", small()),
-        fact(FactKind::Rebuilt, "2026-10-01T07:00:00Z", stopped_state),
-        fact(FactKind::Started, "2026-10-01T10:00:00Z", small()),
+        on_day(FactKind::Created, "00:00", small()),
+        on_day(FactKind::Paused, "02:00", small()),
+        on_day(FactKind::Unpaused, "03:00", small()),
+        on_day(FactKind::Rescued, "04:00", small()),
+        on_day(FactKind::Unrescued, "05:00", small()),
+        on_day(FactKind::Stopped, "06:00", small()),
+        on_day(FactKind::Rebuilt, "07:00", stopped_state),
+        on_day(FactKind::Started, "10:00", small()),
     ];
-    let q = quantities(&day_usage(
-        ResourceType::Instance,
-        &facts,
-        &with_running_vcpus(),
-    ));
+    let q = billed(ResourceType::Instance, &facts, &with_running_vcpus());
     assert_eq!(q["instance:SCS-2V-4"], "24.000000");
     // Running: 00–02, 03–04, 05–06, 10–24 = 18 h × 2 vCPUs.
     assert_eq!(q["instance.vcpu"], "36.000000");
@@ -440,14 +434,10 @@ fn paused_and_rescued_bill_by_default_and_a_stopped_rebuild_stays_stopped() {
 #[test]
 fn the_owner_named_by_a_later_fact_owns_the_earlier_ownerless_time() {
     // A floating IP created through Ceilometer (no owner), associated later by a notification.
-    let mut created = fact(FactKind::Created, "2026-10-01T00:00:00Z", json!({}));
+    let mut created = on_day(FactKind::Created, "00:00", json!({}));
     created.project_id = None;
     created.origin = "ceilometer".to_owned();
-    let updated = fact(
-        FactKind::Updated,
-        "2026-10-01T06:00:00Z",
-        json!({"port_id": "p-9"}),
-    );
+    let updated = on_day(FactKind::Updated, "06:00", json!({"port_id": "p-9"}));
     let usage = day_usage(
         ResourceType::FloatingIp,
         &[created, updated],
@@ -463,9 +453,9 @@ fn a_creation_seen_without_its_created_at_starts_at_the_created_at_of_later_fact
     // Ceilometer's neutron create event carries no created_at: dated when generated, 00:00:03.
     let mut created = fact(FactKind::Created, "2026-10-01T00:00:03Z", json!({}));
     created.project_id = None;
-    let deleted = fact(
+    let deleted = on_day(
         FactKind::Deleted,
-        "2026-10-01T12:00:00Z",
+        "12:00",
         json!({"created_at": "2026-10-01T00:00:00Z"}),
     );
     let q = quantities(&day_usage(
@@ -480,14 +470,49 @@ fn a_creation_seen_without_its_created_at_starts_at_the_created_at_of_later_fact
 fn an_undescribed_floating_ip_bills_its_hours_from_created_at() {
     // Only the delete arrived; its payload dates the creation. The hourly product needs
     // nothing but existence and owner, so the whole life bills.
-    let deleted = fact(
+    let deleted = on_day(
         FactKind::Deleted,
-        "2026-10-01T18:00:00Z",
+        "18:00",
         json!({"created_at": "2026-10-01T06:00:00Z"}),
     );
     let usage = day_usage(ResourceType::FloatingIp, &[deleted], &default_catalogue());
     assert_eq!(quantities(&usage)["floating_ip"], "12.000000");
     assert_eq!(usage[0].unknown.len(), 1, "before 06:00: creation not seen");
+}
+
+#[test]
+fn retype_bills_each_type_and_attach_detach_change_nothing() {
+    let ssd = json!({"size_gb": 10, "volume_type": "ssd"});
+    let hdd = json!({"size_gb": 10, "volume_type": "hdd"});
+    let facts = vec![
+        on_day(FactKind::Created, "00:00", ssd.clone()),
+        on_day(FactKind::Attached, "02:00", ssd.clone()),
+        on_day(FactKind::Retyped, "06:00", hdd.clone()),
+        on_day(FactKind::Detached, "09:00", hdd.clone()),
+        on_day(FactKind::Deleted, "12:00", hdd),
+    ];
+    let q = billed(ResourceType::Volume, &facts, &default_catalogue());
+    assert_eq!(q["volume:ssd"], "60.000000", "6 h × 10 GiB");
+    assert_eq!(q["volume:hdd"], "60.000000", "6 h × 10 GiB");
+}
+
+#[test]
+fn associating_a_floating_ip_changes_nothing_billed_and_updates_change_no_load_balancer() {
+    let facts = vec![
+        on_day(FactKind::Created, "00:00", json!({"port_id": null})),
+        on_day(FactKind::Updated, "03:00", json!({"port_id": "port-1"})),
+        on_day(FactKind::Updated, "05:00", json!({"port_id": null})),
+        on_day(FactKind::Deleted, "10:00", json!({})),
+    ];
+    let q = billed(ResourceType::FloatingIp, &facts, &default_catalogue());
+    assert_eq!(q["floating_ip"], "10.000000");
+    let facts = vec![
+        on_day(FactKind::Created, "00:00", json!({"name": "lb"})),
+        on_day(FactKind::Updated, "03:00", json!({"name": "web"})),
+        on_day(FactKind::Deleted, "08:30", json!({})),
+    ];
+    let q = billed(ResourceType::LoadBalancer, &facts, &default_catalogue());
+    assert_eq!(q["load_balancer"], "8.500000");
 }
 
 // --- properties ---------------------------------------------------------------------------
