@@ -299,8 +299,23 @@ fn facts_of<'a>(accepted: &[&'a Accepted]) -> Vec<(&'a str, &'a Fact, String)> {
 /// the one of lowest [`crate::facts::CopyRank`]; the database keeps the lowest across
 /// commits ([`insert_facts`]).
 fn preferred_copies(facts: &mut Vec<(&str, &Fact, String)>) {
-    facts.sort_by_cached_key(|(_, f, key)| (key.clone(), f.copy_rank()));
-    facts.dedup_by(|later, first| later.2 == first.2);
+    facts.sort_unstable_by(|x, y| x.2.cmp(&y.2));
+    if facts.windows(2).all(|w| w[0].2 != w[1].2) {
+        return; // the common case: no two copies of one transition in this batch
+    }
+    // Ranks are computed for the copies only (a rank serialises the attributes).
+    let mut kept: Vec<(&str, &Fact, String)> = Vec::with_capacity(facts.len());
+    for entry in facts.drain(..) {
+        match kept.last_mut() {
+            Some(last) if last.2 == entry.2 => {
+                if entry.1.copy_rank() < last.1.copy_rank() {
+                    *last = entry;
+                }
+            }
+            _ => kept.push(entry),
+        }
+    }
+    *facts = kept;
 }
 
 /// The quarantine entry for an input the store could not keep: its bytes as received.

@@ -112,6 +112,7 @@ store_suite!(
     replaying_a_batch_is_a_no_op,
     same_fact_under_different_ids_is_one_fact,
     the_kept_copy_does_not_depend_on_arrival,
+    resources_come_with_all_their_facts,
     batches_in_one_commit_get_their_own_outcomes,
     large_batches_are_split_into_statements,
     quarantine_keeps_bad_input_once,
@@ -292,6 +293,36 @@ async fn the_kept_copy_does_not_depend_on_arrival(store: &SqlStore) {
         assert_eq!(kept[0].effective_at, Instant(300 * 1_000_000 + 100));
         assert_eq!(kept[0].origin, "notification");
     }
+}
+
+/// A report reads each resource alive before its end with *all* its facts: a later one may
+/// name the owner or date the creation.
+async fn resources_come_with_all_their_facts(store: &SqlStore) {
+    use futures_lite::StreamExt;
+    store
+        .commit(&[batch(vec![
+            accepted("msg:a1", vec![fact("vm-a", FactKind::Created, 100)]),
+            accepted("msg:a2", vec![fact("vm-a", FactKind::Deleted, 500)]),
+            accepted("msg:b1", vec![fact("vm-b", FactKind::Created, 600)]),
+        ])])
+        .await
+        .unwrap();
+    let mut stream = store.resources_until(Instant(300 * 1_000_000));
+    let mut seen = Vec::new();
+    while let Some(r) = stream.next().await {
+        let r = r.unwrap();
+        let mut times: Vec<i64> = r.facts.iter().map(|f| f.1).collect();
+        times.sort();
+        seen.push((r.resource_id, times));
+    }
+    assert_eq!(
+        seen,
+        vec![(
+            "vm-a".to_owned(),
+            vec![100 * 1_000_000 + 250, 500 * 1_000_000 + 250]
+        )],
+        "vm-b begins after the end; vm-a's delete after it still comes"
+    );
 }
 
 async fn batches_in_one_commit_get_their_own_outcomes(store: &SqlStore) {
