@@ -119,39 +119,49 @@ async fn mine(cloud: &Cloud, name: &str) -> Vec<ImageRecord> {
         .collect()
 }
 
-/// Runs `steward images apply --os-cloud … <extra> <defs>`, SIGKILLs it as soon as its image
-/// `name` exists in Glance (polling every `poll`, for at most `deadline`), checks that the
-/// leftover is unverified and not public, runs the same apply again, and checks that it left
-/// exactly one new, active, public, verified image. Returns that run's output and the image.
+/// Runs `steward images apply --os-cloud … <extra> <defs>`, SIGKILLs it as soon as it reports
+/// that its image exists in Glance (its "created … private until verified" line, at most
+/// `deadline` later; the test does not ask Glance, whose single test worker may be busy with the
+/// upload), checks that the leftover is unverified and not public, runs the same apply again,
+/// and checks that it left exactly one new, active, public, verified image. Returns that run's
+/// output and the image.
 async fn kill_mid_apply_then_finish(
     cloud: &Cloud,
     os_cloud: &str,
     defs: &Path,
     name: &str,
     extra: &[&str],
-    poll: std::time::Duration,
     deadline: std::time::Duration,
 ) -> (String, ImageRecord) {
+    use std::io::BufRead as _;
     let mut args = vec!["images", "apply", "--os-cloud", os_cloud];
     args.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
         .args(&args)
         .arg(defs)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let (created, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("private until verified") {
+                let _ = created.send(line);
+            }
+        }
+    });
     // Kill it as soon as its image exists in Glance, before it could verify and publish it.
-    let until = std::time::Instant::now() + deadline;
-    while mine(cloud, name).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < until,
-            "apply never created its image"
-        );
-        tokio::time::sleep(poll).await;
-    }
+    let line = seen
+        .recv_timeout(deadline)
+        .unwrap_or_else(|e| panic!("apply never created its image: {e}"));
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(line.starts_with("created "), "{line}");
     let left = mine(cloud, name).await;
     assert_eq!(left.len(), 1);
     assert!(
@@ -369,7 +379,6 @@ async fn an_apply_killed_mid_import_is_finished_by_the_next_run() {
         &defs,
         &name,
         &[],
-        std::time::Duration::from_millis(20),
         std::time::Duration::from_secs(60),
     )
     .await;
@@ -457,7 +466,6 @@ async fn streamed_upload_verifies_before_creating_and_survives_a_kill() {
         &defs,
         &name,
         &["--import-method", "upload"],
-        std::time::Duration::from_millis(10),
         std::time::Duration::from_secs(120),
     )
     .await;
