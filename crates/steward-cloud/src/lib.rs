@@ -17,6 +17,8 @@
 
 #![deny(missing_docs)]
 
+pub mod inventory;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
