@@ -279,6 +279,14 @@ pub fn parse_list<T: DeserializeOwned>(body: &Value, key: &str) -> Result<Vec<T>
             listing: key.to_owned(),
             detail: format!("the answer has no list {key:?}"),
         })?;
+    parse_items(items, key)
+}
+
+/// Reads the items of listing `key` (already taken out of the answer) into records.
+pub fn parse_items<T: DeserializeOwned>(
+    items: &[Value],
+    key: &str,
+) -> Result<Vec<T>, InventoryError> {
     items
         .iter()
         .enumerate()

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod inventory;
+mod listing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -295,6 +296,164 @@ impl Cloud {
                 source,
             })?;
         Ok(Self { session })
+    }
+
+    /// One admin listing, all pages, read into records (see [`inventory`]).
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: listing::Listing,
+    ) -> Result<Vec<T>, CloudError> {
+        let what = format!("listing {}", listing.path);
+        let key = listing.key;
+        // Reads the service's version document, so that versioned paths resolve (neutron's
+        // and octavia's catalog URLs name no version).
+        self.session
+            .discover_service_endpoint(&listing.service)
+            .await
+            .map_err(|source| CloudError::Api {
+                what: format!("finding the {} service", listing.service),
+                source,
+            })?;
+        let pager = paged(listing, Pagination::All);
+        let items: Vec<Value> = retrying(&what, || pager.query_async(&self.session)).await?;
+        inventory::parse_items(&items, key).map_err(|e| CloudError::Unexpected {
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every server of every project (admin); with `changes_since`, those changed since then,
+    /// deleted ones included (nova's `changes-since` implies them), with exact
+    /// `launched_at`/`terminated_at` and the embedded flavor (microversion 2.47).
+    pub async fn servers(
+        &self,
+        changes_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<inventory::Server>, CloudError> {
+        let mut query = vec![("all_tenants", "1".to_owned())];
+        if let Some(t) = changes_since {
+            query.push((
+                "changes-since",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ));
+        }
+        self.list(listing::Listing {
+            service: ServiceType::Compute,
+            path: "servers/detail".to_owned(),
+            key: "servers",
+            query,
+            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 47)),
+        })
+        .await
+    }
+
+    /// The instance actions of one server (deleted ones too), each with its steps.
+    pub async fn instance_actions(
+        &self,
+        server_id: &str,
+    ) -> Result<Vec<inventory::InstanceAction>, CloudError> {
+        let path = format!("servers/{server_id}/os-instance-actions");
+        let microversion = Some(openstack_sdk::types::ApiVersion::new(2, 58));
+        let actions: Vec<inventory::InstanceAction> = self
+            .list(listing::Listing {
+                service: ServiceType::Compute,
+                path: path.clone(),
+                key: "instanceActions",
+                query: Vec::new(),
+                microversion,
+            })
+            .await?;
+        let mut detailed = Vec::with_capacity(actions.len());
+        for action in actions {
+            let endpoint = listing::Listing {
+                service: ServiceType::Compute,
+                path: format!("{path}/{}", action.request_id),
+                key: "instanceAction",
+                query: Vec::new(),
+                microversion,
+            };
+            let what = format!("reading {}", endpoint.path);
+            let value: Value = retrying(&what, || endpoint.query_async(&self.session)).await?;
+            let one: inventory::InstanceAction =
+                serde::Deserialize::deserialize(&value).map_err(|e| CloudError::Unexpected {
+                    what,
+                    detail: e.to_string(),
+                })?;
+            detailed.push(one);
+        }
+        Ok(detailed)
+    }
+
+    /// Every volume of every project (admin), with its type's name and id (microversion 3.63).
+    pub async fn volumes(&self) -> Result<Vec<inventory::Volume>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::BlockStorage,
+            path: "volumes/detail".to_owned(),
+            key: "volumes",
+            query: vec![("all_tenants", "1".to_owned())],
+            microversion: Some(openstack_sdk::types::ApiVersion::new(3, 63)),
+        })
+        .await
+    }
+
+    /// Every volume type, private ones included (admin): the names for the ids notifications
+    /// carry.
+    pub async fn volume_types(&self) -> Result<Vec<inventory::VolumeType>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::BlockStorage,
+            path: "types".to_owned(),
+            key: "volume_types",
+            query: vec![("is_public", "None".to_owned())],
+            microversion: None,
+        })
+        .await
+    }
+
+    /// Every snapshot of every project (admin).
+    pub async fn snapshots(&self) -> Result<Vec<inventory::Snapshot>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::BlockStorage,
+            path: "snapshots/detail".to_owned(),
+            key: "snapshots",
+            query: vec![("all_tenants", "1".to_owned())],
+            microversion: None,
+        })
+        .await
+    }
+
+    /// Every floating IP (admin sees all projects').
+    pub async fn floating_ips(&self) -> Result<Vec<inventory::FloatingIp>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::Network,
+            path: "floatingips".to_owned(),
+            key: "floatingips",
+            query: Vec::new(),
+            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
+        })
+        .await
+    }
+
+    /// Every router (admin sees all projects').
+    pub async fn routers(&self) -> Result<Vec<inventory::Router>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::Network,
+            path: "routers".to_owned(),
+            key: "routers",
+            query: Vec::new(),
+            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
+        })
+        .await
+    }
+
+    /// Every load balancer (admin sees all projects').
+    pub async fn load_balancers(&self) -> Result<Vec<inventory::LoadBalancer>, CloudError> {
+        self.list(listing::Listing {
+            service: ServiceType::LoadBalancer,
+            path: "lbaas/loadbalancers".to_owned(),
+            key: "loadbalancers",
+            query: Vec::new(),
+            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
+        })
+        .await
     }
 
     /// Every image the credentials can see, in every visibility, hidden ones included.
