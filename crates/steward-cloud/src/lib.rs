@@ -1,8 +1,8 @@
 //! OpenStack access for Steward, on the `openstack_sdk` crate.
 //!
 //! One place where Steward talks to OpenStack APIs: a [`Cloud`] is a session opened from
-//! `clouds.yaml` (the usual search path, `OS_CLIENT_CONFIG_PATH`, or an explicit file) with the
-//! SDK's own authentication, token renewal and catalog. Responses are read into narrow records
+//! `clouds.yaml` (the usual search path, `OS_CLIENT_CONFIG_PATH`, `OS_CLIENT_CONFIG_FILE`, or an
+//! explicit file) with the SDK's own authentication, token renewal and catalog. Responses are read into narrow records
 //! that hold only what Steward uses, so SDK changes stay inside this crate.
 //!
 //! ```no_run
@@ -42,9 +42,17 @@ pub enum CloudError {
     Config(#[source] openstack_sdk::config::ConfigError),
     /// The cloud is not in `clouds.yaml`.
     #[error(
-        "cloud {0:?} is not in clouds.yaml (searched OS_CLIENT_CONFIG_PATH, ./clouds.yaml, ~/.config/openstack, /etc/openstack)"
+        "cloud {0:?} is not in clouds.yaml (searched OS_CLIENT_CONFIG_FILE, OS_CLIENT_CONFIG_PATH, ./clouds.yaml, ~/.config/openstack, /etc/openstack)"
     )]
     UnknownCloud(String),
+    /// The clouds file named explicitly does not exist.
+    #[error("{path}: no such clouds file (named by {named_by})")]
+    MissingCloudsFile {
+        /// The file.
+        path: String,
+        /// Who named it.
+        named_by: &'static str,
+    },
     /// Authentication or the API call failed.
     #[error("{what}")]
     Api {
@@ -272,9 +280,26 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// Opens a session with `cloud` from `clouds.yaml` (`clouds_file` adds an explicit file).
+    /// Opens a session with `cloud` from `clouds.yaml` (`clouds_file` adds an explicit file;
+    /// without one, `OS_CLIENT_CONFIG_FILE` does, as in the OpenStack client).
     pub async fn connect(cloud: &str, clouds_file: Option<&Path>) -> Result<Self, CloudError> {
-        let config = ConfigFile::new_with_user_specified_configs(clouds_file, None::<&Path>)
+        let from_env = std::env::var_os("OS_CLIENT_CONFIG_FILE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        let (file, named_by) = match (clouds_file, &from_env) {
+            (Some(f), _) => (Some(f), "the given clouds file"),
+            (None, Some(f)) => (Some(f.as_path()), "OS_CLIENT_CONFIG_FILE"),
+            (None, None) => (None, ""),
+        };
+        if let Some(f) = file
+            && !f.is_file()
+        {
+            return Err(CloudError::MissingCloudsFile {
+                path: f.display().to_string(),
+                named_by,
+            });
+        }
+        let config = ConfigFile::new_with_user_specified_configs(file, None::<&Path>)
             .map_err(CloudError::Config)?;
         let profile = config
             .get_cloud_config(cloud)

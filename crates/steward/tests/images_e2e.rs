@@ -617,3 +617,55 @@ async fn every_checksum_file_format_verifies_an_import() {
         cloud.delete_image(&images[0].id).await.unwrap();
     }
 }
+
+/// `OS_CLIENT_CONFIG_FILE` alone names the clouds file, as for the OpenStack client (with no
+/// `OS_CLIENT_CONFIG_PATH`, no clouds.yaml in the working folder or the home); a file that does
+/// not exist is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn os_client_config_file_alone_names_the_clouds_file() {
+    let Some((os_cloud, _cloud)) = cloud().await else {
+        return;
+    };
+    let clouds = std::env::var("OS_CLIENT_CONFIG_FILE")
+        .or_else(|_| std::env::var("OS_CLIENT_CONFIG_PATH"))
+        .expect("scripts/openstack exports the clouds file");
+    let upstream = Upstream::start();
+    upstream.publish("env", &[3u8; 1000], false);
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &format!("Steward Env {}", std::process::id()),
+            &upstream.url("env", "test.img"),
+            &upstream.url("env", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    let run = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["images", "plan", "--os-cloud", &os_cloud])
+            .arg(&defs)
+            .env_remove("OS_CLIENT_CONFIG_PATH")
+            .env("OS_CLIENT_CONFIG_FILE", file)
+            .env("HOME", work.path())
+            .current_dir(work.path())
+            .output()
+            .unwrap()
+    };
+    let found = run(&clouds);
+    assert!(
+        text(&found).contains("create"),
+        "the plan reached Glance: {}",
+        text(&found)
+    );
+    let missing = run("/nonexistent/clouds.yaml");
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        text(&missing).contains(
+            "/nonexistent/clouds.yaml: no such clouds file (named by OS_CLIENT_CONFIG_FILE)"
+        ),
+        "{}",
+        text(&missing)
+    );
+}
