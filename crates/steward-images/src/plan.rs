@@ -546,11 +546,12 @@ pub async fn resolve_all<'a>(
                 }
                 _ => {
                     ok = false;
-                    let why: Vec<String> = r.problems.iter().map(|p| format!("{p:?}")).collect();
+                    let why: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
                     blocked.push(format!(
-                        "{} {}: cannot be planned: {}",
+                        "{} {} (line {}): blocked: {}",
                         def.name.value,
                         v.value.version.value,
+                        v.referenced.line(),
                         if why.is_empty() {
                             "no digest".to_owned()
                         } else {

@@ -54,6 +54,23 @@ pub enum UpstreamProblem {
     NoLatestPointer,
 }
 
+impl std::fmt::Display for UpstreamProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoChecksum => write!(f, "no checksum source (checksum, checksums_url)"),
+            Self::WeakChecksumOnly { algorithm } => write!(
+                f,
+                "only {algorithm} checksums (md5 needs --allow-md5; sha1 is never accepted)"
+            ),
+            Self::ChecksumFile { detail } => write!(f, "checksum file: {detail}"),
+            Self::UrlGone { url, status } => write!(f, "URL gone (HTTP {status}): {url}"),
+            Self::Unreachable { url, detail } => write!(f, "unreachable: {url}: {detail}"),
+            Self::NoBuildDate => write!(f, "no readable build date (Last-Modified or build_date)"),
+            Self::NoLatestPointer => write!(f, "no stable latest pointer (latest_url)"),
+        }
+    }
+}
+
 /// One version, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ResolvedVersion {

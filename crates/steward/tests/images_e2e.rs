@@ -512,9 +512,25 @@ async fn md5_only_upstreams_need_the_explicit_opt_in() {
         &defs,
     );
     assert_eq!(plain.status.code(), Some(1), "{}", text(&plain));
+    // One located line with the reason in words, and no "no changes" when all is blocked.
     assert!(
-        text(&plain).contains("? ") && text(&plain).contains("md5"),
+        text(&plain).contains(&format!(
+            "? {name} latest (line 25): blocked: only md5 checksums (md5 needs --allow-md5"
+        )),
         "{}",
+        text(&plain)
+    );
+    assert!(
+        text(&plain).contains(
+            "1 version(s) blocked: fix them or disable them (enable: false); nothing else to change"
+        ),
+        "{}",
+        text(&plain)
+    );
+    assert!(!text(&plain).contains("no changes"), "{}", text(&plain));
+    assert!(
+        !text(&plain).contains("WeakChecksumOnly"),
+        "no debug dumps: {}",
         text(&plain)
     );
 

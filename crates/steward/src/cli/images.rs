@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use steward_images::problem::Severity;
-use steward_images::upstream::UpstreamProblem;
 
 use crate::output::{self, Format};
 
@@ -153,19 +152,6 @@ fn validate(path: &Path, strict: bool, output: Format) -> anyhow::Result<ExitCod
     })
 }
 
-fn describe(problem: &UpstreamProblem) -> String {
-    match problem {
-        UpstreamProblem::NoChecksum => "no checksum source".to_owned(),
-        UpstreamProblem::WeakChecksumOnly { algorithm } => format!("only {algorithm} checksums"),
-        UpstreamProblem::ChecksumFile { detail } => format!("checksum file: {detail}"),
-        UpstreamProblem::UrlGone { url, status } => format!("URL gone (HTTP {status}): {url}"),
-        UpstreamProblem::Unreachable { url, detail } => format!("unreachable: {url}: {detail}"),
-        UpstreamProblem::NoBuildDate => "no readable build date".to_owned(),
-        UpstreamProblem::NoLatestPointer => "no stable latest pointer".to_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
 async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
     let definitions = load_valid(path)?;
     let client = steward_images::upstream::client();
@@ -196,11 +182,11 @@ async fn outdated(path: &Path, output: Format) -> anyhow::Result<ExitCode> {
                     if r.behind { "yes" } else { "no" }.to_owned(),
                 ]);
                 for p in &r.problems {
-                    fix.push_str(&format!("  {}: {}\n", r.name, describe(p)));
+                    fix.push_str(&format!("  {}: {}\n", r.name, p));
                 }
                 for v in &r.versions {
                     for p in &v.problems {
-                        fix.push_str(&format!("  {} {}: {}\n", r.name, v.version, describe(p)));
+                        fix.push_str(&format!("  {} {}: {}\n", r.name, v.version, p));
                     }
                 }
             }
@@ -266,11 +252,27 @@ impl Planned {
         })
     }
 
-    /// The plan as text, with a `?` line per version that could not be planned.
+    /// The plan as text, with a `?` line per version that could not be planned. When nothing
+    /// but blocked versions remains, it says so instead of "no changes".
     fn text(&self) -> String {
-        let mut text = steward_images::plan::render(&self.actions);
+        let mut text = if self.actions.is_empty() && !self.blocked.is_empty() {
+            String::new()
+        } else {
+            steward_images::plan::render(&self.actions)
+        };
         for b in &self.blocked {
             text.push_str(&format!("? {b}\n"));
+        }
+        if !self.blocked.is_empty() {
+            text.push_str(&format!(
+                "{} version(s) blocked: fix them or disable them (enable: false); {}\n",
+                self.blocked.len(),
+                if self.actions.is_empty() {
+                    "nothing else to change".to_owned()
+                } else {
+                    format!("{} other change(s) above", self.actions.len())
+                }
+            ));
         }
         text
     }
@@ -289,12 +291,6 @@ async fn plan(
             &serde_json::json!({ "actions": planned.actions, "blocked": planned.blocked }),
         )?,
         Format::Table => output::print(&planned.text())?,
-    }
-    if !planned.blocked.is_empty() {
-        eprintln!(
-            "warning: {} version(s) could not be planned (see the ? lines)",
-            planned.blocked.len()
-        );
     }
     let changes = !planned.actions.is_empty() || !planned.blocked.is_empty();
     Ok(if check && changes {
