@@ -226,6 +226,9 @@ impl ImageRecord {
 /// An image to create (queued; data comes by import or upload).
 #[derive(Debug, Clone)]
 pub struct NewImage<'a> {
+    /// A fixed image id (osism's `versions[].id`); Glance picks one when `None`, and answers
+    /// 409 when the id is taken (also by a deleted image: Glance never reuses ids).
+    pub id: Option<&'a str>,
     /// Name.
     pub name: &'a str,
     /// Glance `disk_format` (`qcow2`, `raw`, …); the container format is `bare`.
@@ -523,7 +526,11 @@ impl Cloud {
             .iter()
             .map(|t| std::borrow::Cow::Borrowed(t.as_str()))
             .collect();
-        let endpoint = create::Request::builder()
+        let mut builder = create::Request::builder();
+        if let Some(id) = image.id {
+            builder.id(id);
+        }
+        let endpoint = builder
             .name(Some(std::borrow::Cow::Borrowed(image.name)))
             .disk_format(disk_format)
             .container_format(container_format)
@@ -539,14 +546,27 @@ impl Cloud {
             )
             .build()
             .map_err(|_| bad("builder"))?;
-        let created: Value =
-            endpoint
-                .query_async(&self.session)
-                .await
-                .map_err(|e| CloudError::Api {
+        let created: Value = endpoint.query_async(&self.session).await.map_err(|e| {
+            use openstack_sdk::api::ApiError;
+            let taken = matches!(
+                &e,
+                ApiError::OpenStack { status, .. } | ApiError::OpenStackService { status, .. }
+                    if *status == http::StatusCode::CONFLICT
+            );
+            match image.id {
+                Some(id) if taken => CloudError::Unexpected {
+                    what: format!("creating image {:?}", image.name),
+                    detail: format!(
+                        "image id {id} is taken in Glance (by another image, or by a deleted \
+                         one: Glance never reuses ids); change versions[].id or leave it out"
+                    ),
+                },
+                _ => CloudError::Api {
                     what: format!("creating image {:?}", image.name),
                     source: e.into(),
-                })?;
+                },
+            }
+        })?;
         created
             .get("id")
             .and_then(Value::as_str)

@@ -36,6 +36,7 @@ async fn create_list_patch_delete_against_real_glance() {
     .into();
     let id = cloud
         .create_image(&NewImage {
+            id: None,
             name: &unique,
             disk_format: "qcow2",
             min_disk: 1,

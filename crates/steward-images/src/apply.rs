@@ -21,8 +21,12 @@ use crate::plan::{Action, Change};
 #[non_exhaustive]
 pub enum ApplyError {
     /// An OpenStack call failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Cloud(#[from] steward_cloud::CloudError),
+    /// Glance refused to create the image (a taken fixed id, a quota): no import method can
+    /// help, so `auto` does not fall back to upload.
+    #[error(transparent)]
+    Create(steward_cloud::CloudError),
     /// The import did not finish in time or ended in a bad state.
     #[error("import of {name} ({id}) ended in status {status:?}")]
     Import {
@@ -142,9 +146,11 @@ pub async fn apply(
                 min_ram,
                 version,
                 verified,
+                id,
                 ..
             } => {
                 let new = NewImage {
+                    id: id.as_deref(),
                     name,
                     disk_format,
                     min_disk: *min_disk,
@@ -166,7 +172,11 @@ pub async fn apply(
                     ImportMethod::Upload => ctx.upload(&mut progress).await?,
                     ImportMethod::Auto => match ctx.web_download(&mut progress).await {
                         Ok(id) => id,
-                        Err(e @ (ApplyError::Checksum { .. } | ApplyError::Download { .. })) => {
+                        Err(
+                            e @ (ApplyError::Checksum { .. }
+                            | ApplyError::Download { .. }
+                            | ApplyError::Create(_)),
+                        ) => {
                             return Err(e);
                         }
                         Err(error) => {
@@ -249,7 +259,11 @@ impl Import<'_> {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = Result<(), steward_cloud::CloudError>>,
     {
-        let id = self.cloud.create_image(self.image).await?;
+        let id = self
+            .cloud
+            .create_image(self.image)
+            .await
+            .map_err(ApplyError::Create)?;
         progress(&format!(
             "created {} ({}) as {id}, private until verified",
             self.image.name, self.version

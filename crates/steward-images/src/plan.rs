@@ -79,6 +79,10 @@ pub struct Change {
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a plan holds one action per image; boxing would only obscure the matches"
+)]
 pub enum Action {
     /// Create and import a version.
     Create {
@@ -86,6 +90,9 @@ pub enum Action {
         definition: String,
         /// Version.
         version: String,
+        /// The fixed Glance id of the version (`versions[].id`), if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
         /// Final name.
         name: String,
         /// Upstream URL.
@@ -374,6 +381,7 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     verified: t.properties.get(VERIFIED_PROPERTY).cloned(),
                     definition: def.name.value.clone(),
                     version: v.version.clone(),
+                    id: def.versions[v.index].value.id.clone(),
                     name: t.name,
                     url: def.versions[v.index].value.url.value.clone(),
                     disk_format: def.format.value.clone(),

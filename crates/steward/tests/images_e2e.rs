@@ -211,6 +211,7 @@ async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
     // An image of the same name that Steward does not manage.
     let foreign = cloud
         .create_image(&steward_cloud::NewImage {
+            id: None,
             name: &name,
             disk_format: "raw",
             min_disk: 0,
@@ -684,4 +685,61 @@ async fn os_client_config_file_alone_names_the_clouds_file() {
         "{}",
         text(&missing)
     );
+}
+
+/// A fixed id (`versions[].id`) is the Glance id of the image apply creates; another
+/// definition asking for the same id is refused with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_version_id_is_the_glance_id() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let id = format!("5e7e0000-0000-4000-8000-{:012x}", nanos % (1u128 << 48));
+    let upstream = Upstream::start();
+    upstream.publish("fixed", &[5u8; 2000], false);
+    let work = tempfile::tempdir().unwrap();
+    let name = format!("Steward Fixed {}", std::process::id());
+    let write = |file: &str, name: &str| {
+        let path = work.path().join(file);
+        let mut text = definition(
+            name,
+            &upstream.url("fixed", "test.img"),
+            &upstream.url("fixed", "SHA256SUMS"),
+        );
+        text.push_str(&format!("        id: {id}\n"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let defs = write("defs.yml", &name);
+    let applied = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].id, id, "the fixed id");
+
+    let other = write("other.yml", &format!("{name} other"));
+    let refused = steward(&["images", "apply", "--os-cloud", &os_cloud], &other);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("image id {id} is taken in Glance")),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !text(&refused).contains("uploading instead"),
+        "a refused create is not an import failure: {}",
+        text(&refused)
+    );
+    assert_eq!(
+        text(&refused).matches("is taken").count(),
+        1,
+        "said once: {}",
+        text(&refused)
+    );
+    assert!(mine(&cloud, &format!("{name} other")).await.is_empty());
+    cloud.delete_image(&id).await.unwrap();
 }
