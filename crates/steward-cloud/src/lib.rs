@@ -350,6 +350,26 @@ impl Cloud {
         })
     }
 
+    /// [`Cloud::list`] of a fixed path: `query` pairs and the microversion `(major, minor)`.
+    async fn admin_list<T: serde::de::DeserializeOwned>(
+        &self,
+        service: ServiceType,
+        path: &str,
+        key: &'static str,
+        query: &[(&'static str, &str)],
+        microversion: Option<(u8, u8)>,
+    ) -> Result<Vec<T>, CloudError> {
+        self.list(listing::Listing {
+            service,
+            path: path.to_owned(),
+            key,
+            query: query.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            microversion: microversion
+                .map(|(major, minor)| openstack_sdk::types::ApiVersion::new(major, minor)),
+        })
+        .await
+    }
+
     /// Every server of every project (admin); with `changes_since`, those changed since then,
     /// deleted ones included (nova's `changes-since` implies them), with exact
     /// `launched_at`/`terminated_at` and the embedded flavor (microversion 2.47).
@@ -413,74 +433,74 @@ impl Cloud {
 
     /// Every volume of every project (admin), with its type's name and id (microversion 3.63).
     pub async fn volumes(&self) -> Result<Vec<inventory::Volume>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::BlockStorage,
-            path: "volumes/detail".to_owned(),
-            key: "volumes",
-            query: vec![("all_tenants", "1".to_owned())],
-            microversion: Some(openstack_sdk::types::ApiVersion::new(3, 63)),
-        })
+        self.admin_list(
+            ServiceType::BlockStorage,
+            "volumes/detail",
+            "volumes",
+            &[("all_tenants", "1")],
+            Some((3, 63)),
+        )
         .await
     }
 
     /// Every volume type, private ones included (admin): the names for the ids notifications
     /// carry.
     pub async fn volume_types(&self) -> Result<Vec<inventory::VolumeType>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::BlockStorage,
-            path: "types".to_owned(),
-            key: "volume_types",
-            query: vec![("is_public", "None".to_owned())],
-            microversion: None,
-        })
+        self.admin_list(
+            ServiceType::BlockStorage,
+            "types",
+            "volume_types",
+            &[("is_public", "None")],
+            None,
+        )
         .await
     }
 
     /// Every snapshot of every project (admin).
     pub async fn snapshots(&self) -> Result<Vec<inventory::Snapshot>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::BlockStorage,
-            path: "snapshots/detail".to_owned(),
-            key: "snapshots",
-            query: vec![("all_tenants", "1".to_owned())],
-            microversion: None,
-        })
+        self.admin_list(
+            ServiceType::BlockStorage,
+            "snapshots/detail",
+            "snapshots",
+            &[("all_tenants", "1")],
+            None,
+        )
         .await
     }
 
     /// Every floating IP (admin sees all projects').
     pub async fn floating_ips(&self) -> Result<Vec<inventory::FloatingIp>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::Network,
-            path: "floatingips".to_owned(),
-            key: "floatingips",
-            query: Vec::new(),
-            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
-        })
+        self.admin_list(
+            ServiceType::Network,
+            "floatingips",
+            "floatingips",
+            &[],
+            Some((2, 0)),
+        )
         .await
     }
 
     /// Every router (admin sees all projects').
     pub async fn routers(&self) -> Result<Vec<inventory::Router>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::Network,
-            path: "routers".to_owned(),
-            key: "routers",
-            query: Vec::new(),
-            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
-        })
+        self.admin_list(
+            ServiceType::Network,
+            "routers",
+            "routers",
+            &[],
+            Some((2, 0)),
+        )
         .await
     }
 
     /// Every load balancer (admin sees all projects').
     pub async fn load_balancers(&self) -> Result<Vec<inventory::LoadBalancer>, CloudError> {
-        self.list(listing::Listing {
-            service: ServiceType::LoadBalancer,
-            path: "lbaas/loadbalancers".to_owned(),
-            key: "loadbalancers",
-            query: Vec::new(),
-            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 0)),
-        })
+        self.admin_list(
+            ServiceType::LoadBalancer,
+            "lbaas/loadbalancers",
+            "loadbalancers",
+            &[],
+            Some((2, 0)),
+        )
         .await
     }
 

@@ -782,19 +782,14 @@ impl Scenario {
         } else {
             i64::MAX
         };
-        self.resources.push(Resource {
-            kind: Kind::Snapshot,
+        self.resources.push(one_life(
+            Kind::Snapshot,
             id,
-            truth: vec![Truth {
-                start,
-                end,
-                owner,
-                status: Status::Running,
-                attributes: BTreeMap::from([("size_gb", json!(size))]),
-            }],
-            first_fact: None,
-            dated_from: None,
-        });
+            start,
+            end,
+            owner,
+            BTreeMap::from([("size_gb", json!(size))]),
+        ));
     }
 
     /// A floating IP; its creation is sometimes seen only through Ceilometer, whose neutron
@@ -856,19 +851,14 @@ impl Scenario {
             json!({"floatingip_id": id, "floatingip": body(Value::Null, t)}),
         );
         self.send("neutron", "notifications.info", &env);
-        self.resources.push(Resource {
-            kind: Kind::FloatingIp,
+        self.resources.push(one_life(
+            Kind::FloatingIp,
             id,
-            truth: vec![Truth {
-                start,
-                end,
-                owner,
-                status: Status::Running,
-                attributes: BTreeMap::new(),
-            }],
-            first_fact: None,
-            dated_from: None,
-        });
+            start,
+            end,
+            owner,
+            BTreeMap::new(),
+        ));
     }
 
     fn image(&mut self, start: i64) {
@@ -903,19 +893,14 @@ impl Scenario {
         } else {
             i64::MAX
         };
-        self.resources.push(Resource {
-            kind: Kind::Image,
+        self.resources.push(one_life(
+            Kind::Image,
             id,
-            truth: vec![Truth {
-                start,
-                end,
-                owner,
-                status: Status::Running,
-                attributes: BTreeMap::from([("size_bytes", json!(size))]),
-            }],
-            first_fact: None,
-            dated_from: None,
-        });
+            start,
+            end,
+            owner,
+            BTreeMap::from([("size_bytes", json!(size))]),
+        ));
     }
 
     /// A load balancer: octavia strips timestamps, every event is dated by its envelope.
@@ -953,19 +938,14 @@ impl Scenario {
                 self.ceilometer_event(event_type, at, traits);
             }
         }
-        self.resources.push(Resource {
-            kind: Kind::LoadBalancer,
+        self.resources.push(one_life(
+            Kind::LoadBalancer,
             id,
-            truth: vec![Truth {
-                start,
-                end,
-                owner,
-                status: Status::Running,
-                attributes: BTreeMap::new(),
-            }],
-            first_fact: None,
-            dated_from: None,
-        });
+            start,
+            end,
+            owner,
+            BTreeMap::new(),
+        ));
     }
 }
 
@@ -991,6 +971,30 @@ fn scenario(seed: u64) -> Scenario {
         }
     }
     s
+}
+
+/// A resource with one life `[start, end)` under one owner, all of it seen.
+fn one_life(
+    kind: Kind,
+    id: String,
+    start: i64,
+    end: i64,
+    owner: String,
+    attributes: BTreeMap<&'static str, Value>,
+) -> Resource {
+    Resource {
+        kind,
+        id,
+        truth: vec![Truth {
+            start,
+            end,
+            owner,
+            status: Status::Running,
+            attributes,
+        }],
+        first_fact: None,
+        dated_from: None,
+    }
 }
 
 fn zulu_micros(us: i64) -> String {

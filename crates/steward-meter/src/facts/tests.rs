@@ -166,27 +166,31 @@ fn every_real_capture_decodes_and_billing_events_give_their_fact() {
     }
 }
 
-#[test]
-fn a_real_create_carries_the_flavor_and_the_payload_launch_time() {
+/// One capture file decoded as Steward receives it: the accepted input and the notification
+/// inside the oslo envelope.
+fn decoded_capture(file: &str, exchange: &str) -> (crate::record::Accepted, Value) {
     let (_, capture) = captures()
         .into_iter()
-        .find(|(p, _)| {
-            p.file_name()
-                .is_some_and(|n| n == "nova__legacy__compute.instance.create.end.json")
-        })
-        .unwrap();
+        .find(|(p, _)| p.file_name().is_some_and(|n| n == file))
+        .unwrap_or_else(|| panic!("no capture {file}"));
     let body = capture["envelope"].to_string();
     let Decoded::Accepted(a) = decode_delivery(
         body.as_bytes(),
-        "nova",
+        exchange,
         "notifications.info",
         Instant(0),
         &Scrubber::default(),
     ) else {
-        panic!("quarantined")
+        panic!("{file}: quarantined")
     };
     let inner: Value =
         serde_json::from_str(capture["envelope"]["oslo.message"].as_str().unwrap()).unwrap();
+    (a, inner)
+}
+
+#[test]
+fn a_real_create_carries_the_flavor_and_the_payload_launch_time() {
+    let (a, inner) = decoded_capture("nova__legacy__compute.instance.create.end.json", "nova");
     let payload = &inner["payload"];
     let fact = &a.facts[0];
     assert_eq!(fact.resource_id, payload["instance_id"].as_str().unwrap());
@@ -206,25 +210,7 @@ fn a_real_create_carries_the_flavor_and_the_payload_launch_time() {
 
 #[test]
 fn a_real_volume_seen_by_amqp_and_by_ceilometer_has_one_start() {
-    let (_, capture) = captures()
-        .into_iter()
-        .find(|(p, _)| {
-            p.file_name()
-                .is_some_and(|n| n == "openstack__legacy__volume.create.end.json")
-        })
-        .unwrap();
-    let body = capture["envelope"].to_string();
-    let Decoded::Accepted(a) = decode_delivery(
-        body.as_bytes(),
-        "openstack",
-        "notifications.info",
-        Instant(0),
-        &Scrubber::default(),
-    ) else {
-        panic!("quarantined")
-    };
-    let inner: Value =
-        serde_json::from_str(capture["envelope"]["oslo.message"].as_str().unwrap()).unwrap();
+    let (a, inner) = decoded_capture("openstack__legacy__volume.create.end.json", "openstack");
     let p = &inner["payload"];
     // Ceilometer's default volume traits: created_at, no launched_at, the type as `type`.
     let traits: Vec<(String, Value)> = [
