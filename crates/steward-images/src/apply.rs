@@ -37,8 +37,9 @@ pub enum ApplyError {
         /// Last status seen.
         status: String,
     },
-    /// The content does not match the expected digest; the image was deleted.
-    #[error("checksum mismatch for {name} from {url}: {detail}; the image was deleted")]
+    /// The content does not match the expected digest; `aftermath` says what became of the
+    /// image in Glance (never created, deleted, or left because its delete failed).
+    #[error("checksum mismatch for {name} from {url}: {detail}; {aftermath}")]
     Checksum {
         /// Image name.
         name: String,
@@ -46,6 +47,8 @@ pub enum ApplyError {
         url: String,
         /// What differed.
         detail: String,
+        /// What became of the image.
+        aftermath: String,
     },
     /// The upstream could not be downloaded for verification.
     #[error("cannot download {url} for verification: {detail}")]
@@ -240,11 +243,14 @@ struct Import<'a> {
 }
 
 impl Import<'_> {
+    /// A mismatch found before anything was created in Glance ([`Import::reject`] rewrites
+    /// the aftermath once an image exists).
     fn mismatch(&self, detail: String) -> ApplyError {
         ApplyError::Checksum {
             name: self.image.name.to_owned(),
             url: self.url.to_owned(),
             detail,
+            aftermath: "nothing was created in Glance".to_owned(),
         }
     }
 
@@ -283,8 +289,17 @@ impl Import<'_> {
     }
 
     /// Deletes an image whose content did not verify and returns the error to report.
-    async fn reject(&self, id: &str, error: ApplyError) -> ApplyError {
-        let _ = self.cloud.delete_image(id).await;
+    async fn reject(&self, id: &str, mut error: ApplyError) -> ApplyError {
+        let outcome = match self.cloud.delete_image(id).await {
+            Ok(()) => format!("image {id} was deleted"),
+            Err(e) => format!(
+                "deleting image {id} failed too ({e}): it is private and unverified, delete it \
+                 by hand or let the next apply do it"
+            ),
+        };
+        if let ApplyError::Checksum { aftermath, .. } = &mut error {
+            *aftermath = outcome;
+        }
         error
     }
 

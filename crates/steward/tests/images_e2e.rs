@@ -329,8 +329,8 @@ async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
     let refused = steward(&["images", "apply", "--os-cloud", &os_cloud], &bad_defs);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        text(&refused).contains("checksum mismatch"),
-        "{}",
+        text(&refused).contains("checksum mismatch") && text(&refused).contains("was deleted"),
+        "web-download imported it, then it was deleted: {}",
         text(&refused)
     );
     assert!(
@@ -433,12 +433,14 @@ async fn streamed_upload_verifies_before_creating_and_survives_a_kill() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        text(&refused).contains("checksum mismatch"),
+        text(&refused).contains("checksum mismatch")
+            && text(&refused).contains("nothing was created in Glance")
+            && !text(&refused).contains("was deleted"),
         "{}",
         text(&refused)
     );
     assert!(
-        !text(&refused).contains("created"),
+        !text(&refused).contains("private until verified"),
         "nothing was created: {}",
         text(&refused)
     );
