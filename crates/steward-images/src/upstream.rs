@@ -52,6 +52,13 @@ pub enum UpstreamProblem {
     NoBuildDate,
     /// There is no stable pointer to the newest build (`latest_url`, or `version: latest`).
     NoLatestPointer,
+    /// The `latest_url` did not say which version is the newest.
+    LatestPointer {
+        /// The `latest_url`.
+        url: String,
+        /// Why: unreachable, an HTTP status, or neither a version nor a date in the answer.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for UpstreamProblem {
@@ -67,6 +74,7 @@ impl std::fmt::Display for UpstreamProblem {
             Self::Unreachable { url, detail } => write!(f, "unreachable: {url}: {detail}"),
             Self::NoBuildDate => write!(f, "no readable build date (Last-Modified or build_date)"),
             Self::NoLatestPointer => write!(f, "no stable latest pointer (latest_url)"),
+            Self::LatestPointer { url, detail } => write!(f, "latest_url {url}: {detail}"),
         }
     }
 }
@@ -232,7 +240,16 @@ pub async fn resolve(client: &reqwest::Client, def: &ImageDefinition) -> Resolve
     let mut problems = Vec::new();
     let pointer = listed == "latest";
     let newest = match &def.latest_url {
-        Some(url) => newest_from(client, &url.value).await,
+        Some(url) => match newest_from(client, &url.value).await {
+            Ok(newest) => Some(newest),
+            Err(detail) => {
+                problems.push(UpstreamProblem::LatestPointer {
+                    url: url.value.clone(),
+                    detail,
+                });
+                None
+            }
+        },
         None if pointer => versions
             .last()
             .and_then(|v| v.build_date)
@@ -262,20 +279,28 @@ pub async fn resolve(client: &reqwest::Client, def: &ImageDefinition) -> Resolve
 /// The newest version behind a `latest_url`: a small body is a pointer file holding a version
 /// (CirrOS's `version/released`, OSISM's `last-1.33`); anything else is dated by
 /// `Last-Modified` (`YYYYMMDD`).
-async fn newest_from(client: &reqwest::Client, url: &str) -> Option<String> {
-    let response = client.get(url).send().await.ok()?;
+async fn newest_from(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
     if !response.status().is_success() {
-        return None;
+        return Err(format!("HTTP {}", response.status().as_u16()));
     }
     let date = last_modified(&response);
     // A small body is a pointer file (whatever its content type); an image is dated instead.
     if response.content_length().is_some_and(|n| n < 512) {
-        let body = response.text().await.ok()?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
         if let Some(version) = version_in(&body) {
-            return Some(version);
+            return Ok(version);
         }
     }
     date.map(|d| d.format("%Y%m%d").to_string())
+        .ok_or_else(|| "the answer names no version and has no Last-Modified date".to_owned())
 }
 
 /// A version in a pointer file: the whole body (`0.6.3`), or the version in the file name of

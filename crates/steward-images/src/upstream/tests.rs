@@ -155,6 +155,46 @@ async fn gone_urls_unlisted_files_and_missing_pointers() {
     assert_eq!(r.problems, vec![UpstreamProblem::NoLatestPointer]);
 }
 
+#[tokio::test]
+async fn a_failing_latest_url_is_reported_with_its_cause() {
+    let base = upstream().await;
+    for (pointer, cause) in [
+        (
+            format!("{base}/cirros/version/missing"),
+            "HTTP 404".to_owned(),
+        ),
+        (
+            "http://127.0.0.1:9/version".to_owned(),
+            "unreachable".to_owned(),
+        ),
+    ] {
+        let yaml = definition(
+            "Cirros",
+            false,
+            &format!("    latest_url: {pointer}\n"),
+            &format!(
+                "      - version: 0.6.9\n        url: {base}/cirros/0.6.9/cirros-0.6.9-x86_64-disk.img\n        \
+                 checksums_url: {base}/cirros/0.6.9/MD5SUMS\n        build_date: 2024-09-26\n"
+            ),
+        );
+        let (defs, _) = parse_file(Path::new("c.yml"), &yaml);
+        let r = resolve(&super::client(), &defs[0]).await;
+        assert_eq!(r.newest, None);
+        match &r.problems[..] {
+            [UpstreamProblem::LatestPointer { url, detail }] => {
+                assert_eq!(url, &pointer);
+                assert!(detail.starts_with(&cause), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            r.problems[0]
+                .to_string()
+                .starts_with(&format!("latest_url {pointer}: {cause}"))
+        );
+    }
+}
+
 #[test]
 fn natural_order() {
     use std::cmp::Ordering::*;
