@@ -91,7 +91,7 @@ pub struct Meta {
     pub hw_watchdog_action: Option<Spanned<String>>,
     pub hw_firmware_type: Option<Spanned<String>>,
     pub hw_machine_type: Option<Spanned<String>>,
-    pub hw_vif_multiqueue_enabled: Option<bool>,
+    pub hw_vif_multiqueue_enabled: Option<Spanned<bool>>,
     pub image_description: Option<Spanned<String>>,
     pub os_version: Option<Spanned<String>>,
     pub patchlevel: Option<Spanned<String>>,
@@ -328,6 +328,13 @@ pub fn properties(def: &ImageDefinition, version: &Version) -> BTreeMap<String, 
             props.insert(
                 "hotfix_hours".to_owned(),
                 (h.value.to_string(), h.referenced.line()),
+            );
+        }
+        // Glance properties are strings; nova reads `true`/`false`.
+        if let Some(m) = &meta.hw_vif_multiqueue_enabled {
+            props.insert(
+                "hw_vif_multiqueue_enabled".to_owned(),
+                (m.value.to_string(), m.referenced.line()),
             );
         }
     };

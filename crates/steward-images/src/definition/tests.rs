@@ -67,6 +67,30 @@ const FULL: &str = r#"images:
 "#;
 
 #[test]
+fn every_meta_key_of_the_schema_reaches_glance() {
+    let (images, found) = parse_file(Path::new("full.yml"), FULL);
+    assert_eq!(found, vec![]);
+    let d = &images[0];
+    let props = super::properties(d, &d.versions[0].value);
+    // Every key under `meta:` in FULL (which lists all the schema allows) is a property.
+    let meta_keys: Vec<&str> = FULL
+        .lines()
+        .skip_while(|l| l.trim() != "meta:")
+        .skip(1)
+        .take_while(|l| l.starts_with("      ") && !l.trim_start().starts_with("versions"))
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .collect();
+    assert_eq!(meta_keys.len(), 18, "{meta_keys:?}");
+    for key in meta_keys {
+        assert!(
+            props.contains_key(key),
+            "{key} never reaches Glance: {props:?}"
+        );
+    }
+    assert_eq!(props["hw_vif_multiqueue_enabled"].0, "true");
+}
+
+#[test]
 fn every_schema_shape_parses_without_problems() {
     let (images, found) = parse_file(Path::new("full.yml"), FULL);
     assert_eq!(found, vec![], "{found:#?}");
