@@ -74,7 +74,7 @@ fn definition(name: &str, image_url: &str, sums_url: &str) -> String {
     format!(
         "images:\n  - name: {name}\n    enable: true\n    format: raw\n    login: test\n    min_disk: 1\n    min_ram: 64\n    \
          status: active\n    visibility: public\n    multi: true\n    tags: []\n    meta:\n      architecture: x86_64\n      \
-         hypervisor_type: qemu\n      hw_disk_bus: virtio\n      hw_rng_model: virtio\n      os_distro: ubuntu\n      \
+         hypervisor_type: qemu\n      hw_disk_bus: virtio\n      hw_rng_model: virtio\n      hw_vif_multiqueue_enabled: true\n      os_distro: ubuntu\n      \
          os_version: '24.04'\n      os_purpose: generic\n      image_description: test\n      replace_frequency: monthly\n      \
          uuid_validity: last-2\n      provided_until: none\n    versions:\n      - version: latest\n        url: {image_url}\n        \
          checksums_url: {sums_url}\n"
@@ -518,7 +518,7 @@ async fn md5_only_upstreams_need_the_explicit_opt_in() {
     // One located line with the reason in words, and no "no changes" when all is blocked.
     assert!(
         text(&plain).contains(&format!(
-            "? {name} latest (line 25): blocked: only md5 checksums (md5 needs --allow-md5"
+            "? {name} latest (line 26): blocked: only md5 checksums (md5 needs --allow-md5"
         )),
         "{}",
         text(&plain)
@@ -722,6 +722,28 @@ async fn a_fixed_version_id_is_the_glance_id() {
     let images = mine(&cloud, &name).await;
     assert_eq!(images.len(), 1, "{images:?}");
     assert_eq!(images[0].id, id, "the fixed id");
+    // Every meta key of the definition is a property in Glance.
+    for (key, value) in [
+        ("architecture", "x86_64"),
+        ("hypervisor_type", "qemu"),
+        ("hw_disk_bus", "virtio"),
+        ("hw_rng_model", "virtio"),
+        ("hw_vif_multiqueue_enabled", "true"),
+        ("os_distro", "ubuntu"),
+        ("os_version", "24.04"),
+        ("os_purpose", "generic"),
+        ("image_description", "test"),
+        ("replace_frequency", "monthly"),
+        ("uuid_validity", "last-2"),
+        ("provided_until", "none"),
+    ] {
+        assert_eq!(
+            images[0].properties.get(key).map(String::as_str),
+            Some(value),
+            "{key} in Glance: {:?}",
+            images[0].properties
+        );
+    }
 
     let other = write("other.yml", &format!("{name} other"));
     let refused = steward(&["images", "apply", "--os-cloud", &os_cloud], &other);
