@@ -148,6 +148,8 @@ pub struct ImageRecord {
     pub tags: BTreeSet<String>,
     /// Every other property, as text.
     pub properties: BTreeMap<String, String>,
+    /// When Glance created it (`YYYY-MM-DDTHH:MM:SSZ`, so text order is time order).
+    pub created_at: Option<String>,
 }
 
 /// Fields of a Glance image that are not free-form properties.
@@ -208,6 +210,7 @@ impl ImageRecord {
             size: number("size"),
             os_hash_algo: text("os_hash_algo"),
             os_hash_value: text("os_hash_value"),
+            created_at: text("created_at"),
             tags: obj
                 .get("tags")
                 .and_then(Value::as_array)

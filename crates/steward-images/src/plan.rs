@@ -174,6 +174,46 @@ fn retired_name(def: &ImageDefinition, image: &GlanceImage) -> String {
     format!("{} {date}", def.name.value)
 }
 
+/// Unique names for the kept generations: `<name> YYYYMMDD`, and `-2`, `-3`, … for builds of
+/// one day, so no two images (hidden ones included) share a name. A generation keeps the name
+/// it has when that name is still its own; the others are named in creation order, so adding a
+/// generation never renames an older one.
+fn generation_names(
+    def: &ImageDefinition,
+    kept: &[&GlanceImage],
+    mut taken: BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let mut by_age: Vec<&GlanceImage> = kept.to_vec();
+    by_age.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    let fits = |base: &str, name: &str| {
+        name == base
+            || name
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
+    };
+    let mut names = BTreeMap::new();
+    for image in &by_age {
+        let base = retired_name(def, image);
+        if fits(&base, &image.name) && taken.insert(image.name.clone()) {
+            names.insert(image.id.clone(), image.name.clone());
+        }
+    }
+    for image in by_age {
+        if names.contains_key(&image.id) {
+            continue;
+        }
+        let base = retired_name(def, image);
+        let name = std::iter::once(base.clone())
+            .chain((2u32..).map(|n| format!("{base}-{n}")))
+            .find(|n| !taken.contains(n))
+            .unwrap_or(base);
+        taken.insert(name.clone());
+        names.insert(image.id.clone(), name);
+    }
+    names
+}
+
 fn target(def: &ImageDefinition, v: &ResolvedVersion, name: String) -> Target {
     let version = &def.versions[v.index].value;
     let mut props: BTreeMap<String, String> = properties(def, version)
@@ -421,6 +461,8 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
             .as_ref()
             .map(|v| v.value.as_str());
         let (keep, why) = kept_generations(validity, today);
+        let taken: BTreeSet<String> = current.iter().map(|(_, name)| name.clone()).collect();
+        let names = generation_names(def, &retired[..keep.min(retired.len())], taken);
         for (k, image) in retired.into_iter().enumerate() {
             if k < keep {
                 let mut props = image.properties.clone();
@@ -428,7 +470,7 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     props.insert("os_purpose".to_owned(), "oldgeneric".to_owned());
                 }
                 let t = Target {
-                    name: retired_name(def, image),
+                    name: names[&image.id].clone(),
                     visibility: image.visibility.clone(),
                     hidden: true,
                     min_disk: image.min_disk,

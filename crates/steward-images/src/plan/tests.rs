@@ -1,6 +1,7 @@
 //! Plan tests: a simulated Glance that applies actions as `apply` will, so every scenario can
 //! also check that planning again after applying changes nothing.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -74,7 +75,9 @@ fn simulate(cloud: &mut Vec<GlanceImage>, actions: &[Action]) {
                 if let Some(v) = verified {
                     properties.insert(super::VERIFIED_PROPERTY.to_owned(), v.clone());
                 }
+                let created_at = Some(format!("2026-11-25T00:{:02}:00Z", cloud.len()));
                 cloud.push(GlanceImage {
+                    created_at,
                     id: format!("id-{}", cloud.len() + 100),
                     name: name.clone(),
                     status: "active".to_owned(),
@@ -148,6 +151,58 @@ fn unmanaged(name: &str) -> GlanceImage {
         visibility: "public".to_owned(),
         ..GlanceImage::default()
     }
+}
+
+#[test]
+fn same_day_rebuilds_get_distinct_names_that_never_change() {
+    let def = definition(true, "last-3", false, &["20261010"]);
+    let build = |digest: char| {
+        [Desired {
+            definition: &def,
+            versions: vec![ResolvedVersion {
+                version: "20261010".to_owned(),
+                index: 0,
+                build_date: NaiveDate::from_ymd_opt(2026, 10, 10).unwrap(),
+                digest: Some(format!("sha256:{}", digest.to_string().repeat(64))),
+            }],
+        }]
+    };
+    let mut cloud = Vec::new();
+    let mut names_before: Vec<(String, String)> = Vec::new();
+    for digest in ['a', 'b', 'c', 'd'] {
+        let desired = build(digest);
+        let actions = plan(&desired, &cloud, today());
+        simulate(&mut cloud, &actions);
+        assert_eq!(plan(&desired, &cloud, today()), vec![], "idempotent");
+        let mut names: Vec<&str> = cloud.iter().map(|i| i.name.as_str()).collect();
+        names.sort();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate names: {names:?}");
+        // An older generation keeps the name it was given.
+        for (id, name) in &names_before {
+            if let Some(image) = cloud.iter().find(|i| &i.id == id)
+                && image.name != "Ubuntu 24.04"
+                && name != "Ubuntu 24.04"
+            {
+                assert_eq!(&image.name, name, "renamed");
+            }
+        }
+        names_before = cloud
+            .iter()
+            .map(|i| (i.id.clone(), i.name.clone()))
+            .collect();
+    }
+    // last-3: the current build and two older ones; the oldest went, its name is free again.
+    let mut names: Vec<&str> = cloud.iter().map(|i| i.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Ubuntu 24.04",
+            "Ubuntu 24.04 20261010",
+            "Ubuntu 24.04 20261010-2"
+        ]
+    );
 }
 
 #[test]
