@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Publisher, Steward, mixed_notification, unique, wait_for_count};
+use common::{Steward, mixed_notification, unique};
 use serde_json::Value;
 
 const GROUPS: i128 = 100; // 10 notifications each
@@ -38,26 +38,14 @@ async fn notifications_to_report_with_hand_computed_quantities() {
     let mut steward = Steward::new("report", "    bearer_token: s3cret\n");
     steward.start().await;
     let run = unique("rep");
-    let p = Publisher::connect().await;
     let n = (GROUPS * 10) as usize;
-    p.publish(
-        &steward.exchange,
-        "notifications.info",
-        (0..n).map(|i| mixed_notification(&run, i)).collect(),
-    )
-    .await;
-    p.close().await;
-    let db = steward.db().await;
-    assert_eq!(
-        wait_for_count(
-            &db,
-            "SELECT COUNT(*) FROM raw_records",
+    steward
+        .publish_and_wait(
+            (0..n).map(|i| mixed_notification(&run, i)).collect(),
             n as i64,
-            Duration::from_secs(60)
+            Duration::from_secs(60),
         )
-        .await,
-        n as i64
-    );
+        .await;
 
     let (from, to) = ("2023-05-03T00:00:00Z", "2023-05-04T00:00:00Z");
     let as_of = "2023-05-05T00:00:00Z";
@@ -181,21 +169,9 @@ async fn real_captures_through_serve_bill_what_nova_states() {
     assert_eq!(bodies.len(), 242);
     let mut steward = Steward::new("real", "");
     steward.start().await;
-    let p = Publisher::connect().await;
-    p.publish(&steward.exchange, "notifications.info", bodies)
+    steward
+        .publish_and_wait(bodies, 242, Duration::from_secs(60))
         .await;
-    p.close().await;
-    let db = steward.db().await;
-    assert_eq!(
-        wait_for_count(
-            &db,
-            "SELECT COUNT(*) FROM raw_records",
-            242,
-            Duration::from_secs(60)
-        )
-        .await,
-        242
-    );
     let out = steward.cli(&[
         "meter",
         "report",

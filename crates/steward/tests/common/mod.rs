@@ -225,6 +225,27 @@ impl Steward {
     }
 
     /// A read-only pool on the store file.
+    /// Publishes `bodies` to this Steward's exchange (`notifications.info`, with confirms) and
+    /// waits until its store holds `records` raw records; returns the store.
+    #[allow(dead_code)] // each test binary uses its own part of the shared harness
+    pub async fn publish_and_wait(
+        &self,
+        bodies: Vec<Vec<u8>>,
+        records: i64,
+        timeout: Duration,
+    ) -> SqlitePool {
+        let p = Publisher::connect().await;
+        p.publish(&self.exchange, "notifications.info", bodies)
+            .await;
+        p.close().await;
+        let db = self.db().await;
+        assert_eq!(
+            wait_for_count(&db, "SELECT COUNT(*) FROM raw_records", records, timeout).await,
+            records
+        );
+        db
+    }
+
     pub async fn db(&self) -> SqlitePool {
         let options = SqliteConnectOptions::new()
             .filename(self.db_path())
