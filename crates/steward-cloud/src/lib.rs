@@ -283,6 +283,8 @@ pub fn json_patch(changes: &[ImageChange]) -> Value {
 #[derive(Debug)]
 pub struct Cloud {
     session: AsyncOpenStack,
+    /// Services whose version document was read (once per session, see [`Cloud::list`]).
+    discovered: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Cloud {
@@ -326,7 +328,30 @@ impl Cloud {
                 what: "finding the image service".to_owned(),
                 source,
             })?;
-        Ok(Self { session })
+        Ok(Self {
+            session,
+            discovered: std::sync::Mutex::new(BTreeSet::from([ServiceType::Image.to_string()])),
+        })
+    }
+
+    /// Reads `service`'s version document once per session, so that versioned paths resolve
+    /// (neutron's and octavia's catalog URLs name no version).
+    async fn discover(&self, service: &ServiceType) -> Result<(), CloudError> {
+        let name = service.to_string();
+        if self.discovered.lock().is_ok_and(|d| d.contains(&name)) {
+            return Ok(());
+        }
+        self.session
+            .discover_service_endpoint(service)
+            .await
+            .map_err(|source| CloudError::Api {
+                what: format!("finding the {name} service"),
+                source,
+            })?;
+        if let Ok(mut d) = self.discovered.lock() {
+            d.insert(name);
+        }
+        Ok(())
     }
 
     /// One admin listing, all pages, read into records (see [`inventory`]).
@@ -336,41 +361,13 @@ impl Cloud {
     ) -> Result<Vec<T>, CloudError> {
         let what = format!("listing {}", listing.path);
         let key = listing.key;
-        // Reads the service's version document, so that versioned paths resolve (neutron's
-        // and octavia's catalog URLs name no version).
-        self.session
-            .discover_service_endpoint(&listing.service)
-            .await
-            .map_err(|source| CloudError::Api {
-                what: format!("finding the {} service", listing.service),
-                source,
-            })?;
+        self.discover(&listing.service).await?;
         let pager = paged(listing, Pagination::All);
         let items: Vec<Value> = retrying(&what, || pager.query_async(&self.session)).await?;
         inventory::parse_items(&items, key).map_err(|e| CloudError::Unexpected {
             what,
             detail: e.to_string(),
         })
-    }
-
-    /// [`Cloud::list`] of a fixed path: `query` pairs and the microversion `(major, minor)`.
-    async fn admin_list<T: serde::de::DeserializeOwned>(
-        &self,
-        service: ServiceType,
-        path: &str,
-        key: &'static str,
-        query: &[(&'static str, &str)],
-        microversion: Option<(u8, u8)>,
-    ) -> Result<Vec<T>, CloudError> {
-        self.list(listing::Listing {
-            service,
-            path: path.to_owned(),
-            key,
-            query: query.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-            microversion: microversion
-                .map(|(major, minor)| openstack_sdk::types::ApiVersion::new(major, minor)),
-        })
-        .await
     }
 
     /// Every server of every project (admin); with `changes_since`, those changed since then,
@@ -380,21 +377,20 @@ impl Cloud {
         &self,
         changes_since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<inventory::Server>, CloudError> {
-        let mut query = vec![("all_tenants", "1".to_owned())];
+        let mut listing = listing::Listing::new(
+            ServiceType::Compute,
+            "servers/detail",
+            "servers",
+            Some((2, 47)),
+        )
+        .with("all_tenants", "1");
         if let Some(t) = changes_since {
-            query.push((
+            listing = listing.with(
                 "changes-since",
                 t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ));
+            );
         }
-        self.list(listing::Listing {
-            service: ServiceType::Compute,
-            path: "servers/detail".to_owned(),
-            key: "servers",
-            query,
-            microversion: Some(openstack_sdk::types::ApiVersion::new(2, 47)),
-        })
-        .await
+        self.list(listing).await
     }
 
     /// The instance actions of one server (deleted ones too), each with its steps.
@@ -403,108 +399,87 @@ impl Cloud {
         server_id: &str,
     ) -> Result<Vec<inventory::InstanceAction>, CloudError> {
         let path = format!("servers/{server_id}/os-instance-actions");
-        let microversion = Some(openstack_sdk::types::ApiVersion::new(2, 58));
-        let actions: Vec<inventory::InstanceAction> = self
-            .list(listing::Listing {
-                service: ServiceType::Compute,
-                path: path.clone(),
-                key: "instanceActions",
-                query: Vec::new(),
-                microversion,
-            })
-            .await?;
+        let at = |path: String, key| {
+            listing::Listing::new(ServiceType::Compute, path, key, Some((2, 58)))
+        };
+        let actions: Vec<inventory::InstanceAction> =
+            self.list(at(path.clone(), "instanceActions")).await?;
         let mut detailed = Vec::with_capacity(actions.len());
         for action in actions {
-            let endpoint = listing::Listing {
-                service: ServiceType::Compute,
-                path: format!("{path}/{}", action.request_id),
-                key: "instanceAction",
-                query: Vec::new(),
-                microversion,
-            };
+            let endpoint = at(format!("{path}/{}", action.request_id), "instanceAction");
             let what = format!("reading {}", endpoint.path);
             let value: Value = retrying(&what, || endpoint.query_async(&self.session)).await?;
-            let one: inventory::InstanceAction =
-                serde::Deserialize::deserialize(&value).map_err(|e| CloudError::Unexpected {
+            let one = inventory::parse_items(std::slice::from_ref(&value), "instanceAction")
+                .map_err(|e| CloudError::Unexpected {
                     what,
                     detail: e.to_string(),
                 })?;
-            detailed.push(one);
+            detailed.extend(one);
         }
         Ok(detailed)
     }
 
     /// Every volume of every project (admin), with its type's name and id (microversion 3.63).
     pub async fn volumes(&self) -> Result<Vec<inventory::Volume>, CloudError> {
-        self.admin_list(
+        let listing = listing::Listing::new(
             ServiceType::BlockStorage,
             "volumes/detail",
             "volumes",
-            &[("all_tenants", "1")],
             Some((3, 63)),
-        )
-        .await
+        );
+        self.list(listing.with("all_tenants", "1")).await
     }
 
     /// Every volume type, private ones included (admin): the names for the ids notifications
     /// carry.
     pub async fn volume_types(&self) -> Result<Vec<inventory::VolumeType>, CloudError> {
-        self.admin_list(
-            ServiceType::BlockStorage,
-            "types",
-            "volume_types",
-            &[("is_public", "None")],
-            None,
-        )
-        .await
+        let listing =
+            listing::Listing::new(ServiceType::BlockStorage, "types", "volume_types", None);
+        self.list(listing.with("is_public", "None")).await
     }
 
     /// Every snapshot of every project (admin).
     pub async fn snapshots(&self) -> Result<Vec<inventory::Snapshot>, CloudError> {
-        self.admin_list(
+        let listing = listing::Listing::new(
             ServiceType::BlockStorage,
             "snapshots/detail",
             "snapshots",
-            &[("all_tenants", "1")],
             None,
-        )
-        .await
+        );
+        self.list(listing.with("all_tenants", "1")).await
     }
 
     /// Every floating IP (admin sees all projects').
     pub async fn floating_ips(&self) -> Result<Vec<inventory::FloatingIp>, CloudError> {
-        self.admin_list(
+        let network = listing::Listing::new(
             ServiceType::Network,
             "floatingips",
             "floatingips",
-            &[],
             Some((2, 0)),
-        )
-        .await
+        );
+        self.list(network).await
     }
 
     /// Every router (admin sees all projects').
     pub async fn routers(&self) -> Result<Vec<inventory::Router>, CloudError> {
-        self.admin_list(
+        self.list(listing::Listing::new(
             ServiceType::Network,
             "routers",
             "routers",
-            &[],
             Some((2, 0)),
-        )
+        ))
         .await
     }
 
     /// Every load balancer (admin sees all projects').
     pub async fn load_balancers(&self) -> Result<Vec<inventory::LoadBalancer>, CloudError> {
-        self.admin_list(
+        let listing = listing::Listing::new(
             ServiceType::LoadBalancer,
             "lbaas/loadbalancers",
             "loadbalancers",
-            &[],
             Some((2, 0)),
-        )
-        .await
+        );
+        self.list(listing).await
     }
 
     /// Every image the credentials can see, in every visibility, hidden ones included.

@@ -22,6 +22,30 @@ pub(crate) struct Listing {
     pub(crate) microversion: Option<ApiVersion>,
 }
 
+impl Listing {
+    /// `path` of `service`, items under `key`, at microversion `(major, minor)` when given.
+    pub(crate) fn new(
+        service: ServiceType,
+        path: impl Into<String>,
+        key: &'static str,
+        microversion: Option<(u8, u8)>,
+    ) -> Self {
+        Self {
+            service,
+            path: path.into(),
+            key,
+            query: Vec::new(),
+            microversion: microversion.map(|(major, minor)| ApiVersion::new(major, minor)),
+        }
+    }
+
+    /// Adds a query parameter.
+    pub(crate) fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+}
+
 impl RestEndpoint for Listing {
     fn method(&self) -> Method {
         Method::GET
