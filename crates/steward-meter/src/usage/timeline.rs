@@ -87,18 +87,6 @@ pub enum Status {
 }
 
 impl Status {
-    /// Every status.
-    pub const ALL: [Self; 8] = [
-        Self::Running,
-        Self::Paused,
-        Self::Stopped,
-        Self::Suspended,
-        Self::Shelved,
-        Self::ShelvedOffloaded,
-        Self::Rescued,
-        Self::SoftDeleted,
-    ];
-
     /// The stable name used in reports and configuration.
     pub fn as_str(self) -> &'static str {
         match self {
