@@ -175,6 +175,9 @@ pub struct Volume {
     /// When it was created.
     #[serde(deserialize_with = "time")]
     pub created_at: DateTime<Utc>,
+    /// When it last changed (an extend, a retype, an attachment, a status change).
+    #[serde(deserialize_with = "optional_time", default)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A cinder volume type.

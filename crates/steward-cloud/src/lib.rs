@@ -279,6 +279,9 @@ pub fn json_patch(changes: &[ImageChange]) -> Value {
     )
 }
 
+/// Items per page of an admin listing (nova's default `max_limit`).
+pub const PAGE_SIZE: usize = 1000;
+
 /// A session with one cloud.
 #[derive(Debug)]
 pub struct Cloud {
@@ -354,7 +357,10 @@ impl Cloud {
         Ok(())
     }
 
-    /// One admin listing, all pages, read into records (see [`inventory`]).
+    /// One admin listing, all pages, read into records (see [`inventory`]) page by page, so
+    /// that memory holds the narrow records and one page of JSON, never the whole listing's.
+    /// Pages are requested with `limit` and `marker` (the last item's id) until one comes back
+    /// empty: a service whose `max_limit` is below [`PAGE_SIZE`] still yields every item.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         listing: listing::Listing,
@@ -362,8 +368,44 @@ impl Cloud {
         let what = format!("listing {}", listing.path);
         let key = listing.key;
         self.discover(&listing.service).await?;
-        let pager = paged(listing, Pagination::All);
-        let items: Vec<Value> = retrying(&what, || pager.query_async(&self.session)).await?;
+        let mut records = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut seen = 0usize;
+        loop {
+            let mut page = listing.clone().with("limit", PAGE_SIZE.to_string());
+            if let Some(m) = &marker {
+                page = page.with("marker", m.clone());
+            }
+            let items: Vec<Value> = retrying(&what, || page.query_async(&self.session)).await?;
+            let next = items
+                .last()
+                .and_then(|item| item.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            records.extend(inventory::parse_items::<T>(&items, key).map_err(|e| {
+                CloudError::Unexpected {
+                    what: what.clone(),
+                    detail: format!("{e} (page from item {seen})"),
+                }
+            })?);
+            seen += items.len();
+            match next {
+                Some(id) if marker.as_deref() != Some(id.as_str()) => marker = Some(id),
+                _ => break,
+            }
+        }
+        Ok(records)
+    }
+
+    /// One unpaged GET (a server's instance actions, the volume types), read into records.
+    async fn list_once<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: listing::Listing,
+    ) -> Result<Vec<T>, CloudError> {
+        let what = format!("listing {}", listing.path);
+        let key = listing.key;
+        self.discover(&listing.service).await?;
+        let items: Vec<Value> = retrying(&what, || listing.query_async(&self.session)).await?;
         inventory::parse_items(&items, key).map_err(|e| CloudError::Unexpected {
             what,
             detail: e.to_string(),
@@ -403,7 +445,7 @@ impl Cloud {
             listing::Listing::new(ServiceType::Compute, path, key, Some((2, 58)))
         };
         let actions: Vec<inventory::InstanceAction> =
-            self.list(at(path.clone(), "instanceActions")).await?;
+            self.list_once(at(path.clone(), "instanceActions")).await?;
         let mut detailed = Vec::with_capacity(actions.len());
         for action in actions {
             let endpoint = at(format!("{path}/{}", action.request_id), "instanceAction");
@@ -435,7 +477,7 @@ impl Cloud {
     pub async fn volume_types(&self) -> Result<Vec<inventory::VolumeType>, CloudError> {
         let listing =
             listing::Listing::new(ServiceType::BlockStorage, "types", "volume_types", None);
-        self.list(listing.with("is_public", "None")).await
+        self.list_once(listing.with("is_public", "None")).await
     }
 
     /// Every snapshot of every project (admin).
