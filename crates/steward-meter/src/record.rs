@@ -19,6 +19,8 @@ pub enum Source {
     Amqp,
     /// Ceilometer's HTTP publisher.
     Http,
+    /// The reconciler, reading the OpenStack APIs.
+    Reconcile,
 }
 
 impl Source {
@@ -27,6 +29,7 @@ impl Source {
         match self {
             Self::Amqp => "amqp",
             Self::Http => "http",
+            Self::Reconcile => "reconcile",
         }
     }
 
@@ -35,6 +38,7 @@ impl Source {
         match s {
             "amqp" => Some(Self::Amqp),
             "http" => Some(Self::Http),
+            "reconcile" => Some(Self::Reconcile),
             _ => None,
         }
     }
@@ -49,6 +53,8 @@ pub enum RecordKind {
     CeilometerEvent,
     /// A Ceilometer sample.
     CeilometerSample,
+    /// What an OpenStack API listing said about one resource (the reconciler's evidence).
+    ApiObservation,
 }
 
 impl RecordKind {
@@ -58,6 +64,7 @@ impl RecordKind {
             Self::Notification => "notification",
             Self::CeilometerEvent => "ceilometer_event",
             Self::CeilometerSample => "ceilometer_sample",
+            Self::ApiObservation => "api_observation",
         }
     }
 }

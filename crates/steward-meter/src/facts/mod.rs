@@ -257,6 +257,14 @@ pub enum Origin {
     Notification,
     /// A Ceilometer HTTP-publisher event or sample.
     Ceilometer,
+    /// Read from the OpenStack APIs by the reconciler, at a time the API states exactly
+    /// (nova's `launched_at`/`terminated_at`, an instance action's finish, a `created_at`).
+    Reconciled,
+    /// Inferred by the reconciler between two bounds (`estimate_not_before`,
+    /// `estimate_not_after` attributes): a deletion or change no API dates, such as a volume
+    /// that vanished between two listings. Any other fact of the same kind inside the bounds
+    /// supersedes it.
+    Estimated,
 }
 
 impl Origin {
@@ -265,6 +273,8 @@ impl Origin {
         match self {
             Self::Notification => "notification",
             Self::Ceilometer => "ceilometer",
+            Self::Reconciled => "reconciled",
+            Self::Estimated => "estimated",
         }
     }
 }
@@ -334,7 +344,8 @@ impl Fact {
 /// notification, a Ceilometer event, a replay) the store keeps, so that what is stored, and
 /// every report, is a function of the set of inputs and not of their arrival order. The
 /// lowest rank wins: a payload-dated copy before an envelope-dated one, one that names the
-/// owner before one that does not, a notification before a Ceilometer copy, then the earliest
+/// owner before one that does not, a notification before a Ceilometer copy before a reconciled
+/// one before an estimate, then the earliest
 /// time, and finally the event type, attributes and user as text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CopyRank {
@@ -365,7 +376,9 @@ impl CopyRank {
             origin: match origin {
                 "notification" => 0,
                 "ceilometer" => 1,
-                _ => 2,
+                "reconciled" => 2,
+                "estimated" => 3,
+                _ => 4,
             },
             effective_at,
             event_type: event_type.to_owned(),

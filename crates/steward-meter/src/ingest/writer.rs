@@ -248,6 +248,15 @@ mod tests {
         fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
             unused()
         }
+        fn record_reconcile_run<'a>(
+            &'a self,
+            _: &'a crate::store::ReconcileRun,
+        ) -> StoreFuture<'a, ()> {
+            unused()
+        }
+        fn reconcile_runs(&self, _: u32) -> StoreFuture<'_, Vec<crate::store::ReconcileRun>> {
+            unused()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -315,6 +315,25 @@ pub struct Heartbeat {
     pub alive_at: Instant,
 }
 
+/// One reconciliation as recorded (see `ingest::reconcile`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReconcileRun {
+    /// When it began listing (a listing shows the cloud as of some time after this).
+    pub started_at: Instant,
+    /// When it had written its facts.
+    pub finished_at: Instant,
+    /// The resource types whose listings were complete.
+    pub listed: Vec<String>,
+    /// Resources the listings showed.
+    pub resources_seen: i64,
+    /// Facts written (reconciled and estimated).
+    pub facts_written: i64,
+    /// Of those, estimates.
+    pub estimated: i64,
+    /// Listings that failed, and why.
+    pub problems: Option<String>,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -387,6 +406,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn coverage(&self) -> StoreFuture<'_, Coverage>;
     /// Gaps that overlap `[start, end)` (open gaps included), oldest first.
     fn gaps_overlapping(&self, start: Instant, end: Instant) -> StoreFuture<'_, Vec<Gap>>;
+    /// Records a finished reconciliation.
+    fn record_reconcile_run<'a>(&'a self, run: &'a ReconcileRun) -> StoreFuture<'a, ()>;
+    /// Recent reconciliations, newest first.
+    fn reconcile_runs(&self, limit: u32) -> StoreFuture<'_, Vec<ReconcileRun>>;
 }
 
 /// Opens an existing store for reading only: nothing is created or migrated, a missing store is

@@ -496,4 +496,55 @@ impl Store for SqlStore {
             Ok(rows.iter().map(gap_from_row).collect::<Result<_, _>>()?)
         })
     }
+
+    fn record_reconcile_run<'a>(&'a self, run: &'a super::ReconcileRun) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query::<Any>(
+                "INSERT INTO reconcile_runs (started_at, finished_at, listed, resources_seen, \
+                 facts_written, estimated, problems) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(run.started_at.micros())
+            .bind(run.finished_at.micros())
+            .bind(run.listed.join(","))
+            .bind(run.resources_seen)
+            .bind(run.facts_written)
+            .bind(run.estimated)
+            .bind(run.problems.clone())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn reconcile_runs(&self, limit: u32) -> StoreFuture<'_, Vec<super::ReconcileRun>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT started_at, finished_at, listed, resources_seen, facts_written, \
+                 estimated, problems FROM reconcile_runs ORDER BY started_at DESC, id DESC \
+                 LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let listed: String = row.try_get("listed")?;
+                    Ok(super::ReconcileRun {
+                        started_at: Instant(row.try_get("started_at")?),
+                        finished_at: Instant(row.try_get("finished_at")?),
+                        listed: listed
+                            .split(',')
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        resources_seen: row.try_get("resources_seen")?,
+                        facts_written: row.try_get("facts_written")?,
+                        estimated: row.try_get("estimated")?,
+                        problems: row.try_get("problems")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
 }

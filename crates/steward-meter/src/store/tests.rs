@@ -126,6 +126,7 @@ store_suite!(
     a_database_refusal_quarantines_the_input_and_commits_the_rest,
     credentials_never_reach_the_store,
     coverage_spans_records_quarantine_and_facts,
+    reconcile_runs_round_trip_newest_first,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -904,4 +905,33 @@ async fn a_read_only_store_reads_but_cannot_write() {
             .is_err(),
         "a reader never writes"
     );
+}
+
+async fn reconcile_runs_round_trip_newest_first(store: &SqlStore) {
+    assert_eq!(store.reconcile_runs(5).await.unwrap(), vec![]);
+    let first = super::ReconcileRun {
+        started_at: Instant(1_000_000),
+        finished_at: Instant(2_000_000),
+        listed: vec!["instance".to_owned(), "volume".to_owned()],
+        resources_seen: 7,
+        facts_written: 3,
+        estimated: 1,
+        problems: None,
+    };
+    let second = super::ReconcileRun {
+        started_at: Instant(5_000_000),
+        finished_at: Instant(6_000_007),
+        listed: vec![],
+        resources_seen: 0,
+        facts_written: 0,
+        estimated: 0,
+        problems: Some("listing servers: 503 Service Unavailable".to_owned()),
+    };
+    store.record_reconcile_run(&first).await.unwrap();
+    store.record_reconcile_run(&second).await.unwrap();
+    assert_eq!(
+        store.reconcile_runs(5).await.unwrap(),
+        vec![second.clone(), first]
+    );
+    assert_eq!(store.reconcile_runs(1).await.unwrap(), vec![second]);
 }

@@ -636,3 +636,37 @@ proptest! {
 fn usage_period_micros() -> i64 {
     at("2026-11-01T00:00:00Z").micros() - at("2026-09-01T00:00:00Z").micros()
 }
+
+#[test]
+fn an_estimate_bills_until_a_fact_within_its_bounds_replaces_it() {
+    let created = fact(
+        FactKind::Created,
+        "2026-10-01T00:00:00Z",
+        json!({"size_gb": 10, "volume_type": "ssd"}),
+    );
+    let mut estimate = fact(
+        FactKind::Deleted,
+        "2026-10-01T06:00:00Z",
+        json!({"estimate_not_before": "2026-10-01T06:00:00Z",
+               "estimate_not_after": "2026-10-01T12:00:00Z"}),
+    );
+    estimate.origin = "estimated".to_owned();
+    let billed = |facts: &[UsageFact]| {
+        quantities(&usage_by_owner(
+            &build(ResourceType::Volume, "vol", facts),
+            &day(),
+            &default_catalogue(),
+        ))["volume:ssd"]
+            .clone()
+    };
+    assert_eq!(billed(&[created.clone(), estimate.clone()]), "60.000000");
+    // The notification that was lost arrives late, inside the bounds: it wins.
+    let late = fact(FactKind::Deleted, "2026-10-01T09:30:00Z", json!({}));
+    assert_eq!(
+        billed(&[created.clone(), estimate.clone(), late]),
+        "95.000000"
+    );
+    // A deletion outside the bounds (slack included) does not replace the estimate.
+    let outside = fact(FactKind::Deleted, "2026-10-01T12:00:03Z", json!({}));
+    assert_eq!(billed(&[created, estimate, outside]), "60.000000");
+}

@@ -19,6 +19,9 @@
 //!   build never bill;
 //! - the owner belongs to the resource, not to a fact: time before the first fact that names
 //!   an owner is the first named owner's (a transfer changes the owner from then on);
+//! - an estimate (origin `estimated`, the reconciler's inference between two bounds) is
+//!   superseded by any other fact of the same kind within its bounds (widened by
+//!   [`ESTIMATE_SLACK_MICROS`]): a late notification replaces it, and only there;
 //! - facts are applied in time order to the microsecond; facts at the same instant in a fixed
 //!   order: life begins first, ends last, all others in the order of [`FactKind`]. The rules
 //!   are written down, for every event, in `docs/billing-semantics.md`.
@@ -154,6 +157,8 @@ const NOT_BILLABLE: &[&str] = &[
     "audit_period_ending",
     "caller_project_id",
     "created_at",
+    "estimate_not_after",
+    "estimate_not_before",
     "launched_at",
     "meter",
     "power_state",
@@ -323,9 +328,42 @@ impl State {
     }
 }
 
+/// How far outside its bounds a fact still supersedes an estimate: envelope times and the
+/// APIs' whole seconds differ from each other by up to a second or two.
+pub const ESTIMATE_SLACK_MICROS: i64 = 2_000_000;
+
+/// The bounds an estimate states, `(not before, not after)`.
+pub fn estimate_bounds(attributes: &BTreeMap<String, Value>) -> Option<(Instant, Instant)> {
+    let bound = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| parse_timestamp(t).ok().flatten())
+    };
+    Some((bound("estimate_not_before")?, bound("estimate_not_after")?))
+}
+
+/// Whether `fact` is an estimate that another fact of `facts` supersedes.
+fn superseded(fact: &UsageFact, facts: &[UsageFact]) -> bool {
+    if fact.origin != "estimated" {
+        return false;
+    }
+    let (lo, hi) =
+        estimate_bounds(&fact.attributes).unwrap_or((fact.effective_at, fact.effective_at));
+    let (lo, hi) = (
+        lo.micros() - ESTIMATE_SLACK_MICROS,
+        hi.micros() + ESTIMATE_SLACK_MICROS,
+    );
+    facts.iter().any(|other| {
+        other.origin != "estimated"
+            && other.kind == fact.kind
+            && (lo..=hi).contains(&other.effective_at.micros())
+    })
+}
+
 /// Builds the timeline of one resource from its facts (in any order, duplicates allowed).
 pub fn build(resource_type: ResourceType, resource_id: &str, facts: &[UsageFact]) -> Timeline {
-    let mut sorted: Vec<&UsageFact> = facts.iter().collect();
+    let mut sorted: Vec<&UsageFact> = facts.iter().filter(|f| !superseded(f, facts)).collect();
     // A total order on content, so the input order never matters; full ties are duplicates.
     sorted.sort_by(|a, b| {
         (

@@ -383,6 +383,15 @@ impl Store for BrokenStore {
     fn gaps_overlapping(&self, _: Instant, _: Instant) -> StoreFuture<'_, Vec<Gap>> {
         broken()
     }
+    fn record_reconcile_run<'a>(
+        &'a self,
+        _: &'a crate::store::ReconcileRun,
+    ) -> StoreFuture<'a, ()> {
+        broken()
+    }
+    fn reconcile_runs(&self, _: u32) -> StoreFuture<'_, Vec<crate::store::ReconcileRun>> {
+        broken()
+    }
 }
 
 /// Serves the ingest routes on a loopback port; returns the base URL.
