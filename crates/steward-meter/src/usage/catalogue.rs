@@ -260,6 +260,24 @@ impl Product {
             && placeholders(&self.product).is_ok_and(|keys| keys.is_empty())
     }
 
+    /// The first placeholder of the product name that `attributes` cannot fill (a missing or
+    /// non-scalar value): time with such attributes is unknown, not billed.
+    pub fn missing_placeholder(
+        &self,
+        attributes: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Option<String> {
+        placeholders(&self.product)
+            .ok()?
+            .into_iter()
+            .find(|key| {
+                !matches!(
+                    attributes.get(*key),
+                    Some(serde_json::Value::String(_) | serde_json::Value::Number(_))
+                )
+            })
+            .map(str::to_owned)
+    }
+
     /// The product name for a resource with these attributes (`unknown` for a missing value).
     pub fn name_for(
         &self,

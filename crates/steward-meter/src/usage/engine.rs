@@ -208,6 +208,15 @@ pub fn usage_by_owner(
                         None => Some(1i128),
                         Some(attr) => segment.attributes.get(attr).and_then(integer),
                     };
+                    if let Some(key) = product.missing_placeholder(&segment.attributes) {
+                        // Billing "instance:unknown" would bill a product nobody priced.
+                        usage.unknown.push(UnknownWindow {
+                            start,
+                            end,
+                            reason: format!("{} has no {key}", product.product),
+                        });
+                        continue;
+                    }
                     let Some(factor) = factor else {
                         usage.unknown.push(UnknownWindow {
                             start,
