@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// A listing that could not be read.
@@ -55,7 +55,7 @@ fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>
 }
 
 /// The flavor embedded in a server (microversion 2.47 and later).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ServerFlavor {
     /// The flavor's name when the server got it.
     pub original_name: String,
@@ -71,7 +71,7 @@ pub struct ServerFlavor {
 }
 
 /// A nova server, live or deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Server {
     /// Server id.
     pub id: String,
@@ -112,7 +112,7 @@ pub struct Server {
 }
 
 /// One step of an instance action (`compute__do_build_and_run_instance`, `compute_stop_instance`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ActionEvent {
     /// The step.
     pub event: String,
@@ -128,7 +128,7 @@ pub struct ActionEvent {
 }
 
 /// One instance action (`create`, `resize`, `confirmResize`, `stop`, `shelve`, `delete`, …).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct InstanceAction {
     /// The action.
     pub action: String,
@@ -152,7 +152,7 @@ impl InstanceAction {
 }
 
 /// A cinder volume.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Volume {
     /// Volume id.
     pub id: String,
@@ -181,7 +181,7 @@ pub struct Volume {
 }
 
 /// A cinder volume type.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct VolumeType {
     /// Type id (what notifications carry).
     pub id: String,
@@ -190,7 +190,7 @@ pub struct VolumeType {
 }
 
 /// A cinder snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Snapshot {
     /// Snapshot id.
     pub id: String,
@@ -209,7 +209,7 @@ pub struct Snapshot {
 }
 
 /// A neutron floating IP.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct FloatingIp {
     /// Floating IP id.
     pub id: String,
@@ -231,7 +231,7 @@ pub struct FloatingIp {
 }
 
 /// A neutron router.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Router {
     /// Router id.
     pub id: String,
@@ -248,7 +248,7 @@ pub struct Router {
 }
 
 /// An octavia load balancer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LoadBalancer {
     /// Load balancer id.
     pub id: String,

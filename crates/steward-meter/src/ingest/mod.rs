@@ -12,6 +12,7 @@
 
 pub mod amqp;
 pub mod http;
+pub mod reconcile;
 pub mod writer;
 
 pub use writer::{CommitFailed, Writer, WriterConfig};

@@ -128,7 +128,9 @@ fn digest(value: &Value) -> String {
     )
 }
 
-fn usage_facts(resource: ResourceFacts) -> Option<(ResourceType, String, Vec<UsageFact>)> {
+pub(crate) fn usage_facts(
+    resource: ResourceFacts,
+) -> Option<(ResourceType, String, Vec<UsageFact>)> {
     let resource_type = ResourceType::parse(&resource.resource_type)?;
     let facts = resource
         .facts
