@@ -54,6 +54,83 @@ pub struct MeterConfig {
     /// Credential scrubbing of stored bodies.
     #[serde(default)]
     pub scrub: ScrubConfig,
+    /// The reconciler: backfills from the OpenStack APIs what the notifications lost.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+}
+
+/// `meter.reconcile`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// The cloud in clouds.yaml whose APIs are read, with admin rights (every project's
+    /// resources). Unset: `serve` runs no reconciler; `steward meter reconcile` then takes
+    /// `--os-cloud` or `OS_CLOUD`.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// An explicit clouds.yaml (default: `OS_CLIENT_CONFIG_FILE`, then the standard places).
+    #[serde(default)]
+    pub clouds_file: Option<std::path::PathBuf>,
+    /// Seconds between runs in `serve` (a run also follows the start and every closed gap).
+    #[serde(default = "default_reconcile_interval_secs")]
+    pub interval_secs: u64,
+    /// How far before the previous listing nova's `changes-since` reaches back.
+    #[serde(default = "default_reconcile_margin_secs")]
+    pub margin_secs: u64,
+    /// Servers whose instance actions are read at once.
+    #[serde(default = "default_reconcile_concurrency")]
+    pub concurrency: usize,
+    /// The resource types to list: any of `instance`, `volume`, `snapshot`, `floating_ip`,
+    /// `router`, `load_balancer` (default: all; leave out a service the cloud does not run).
+    #[serde(default = "default_reconcile_resources")]
+    pub resources: Vec<String>,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            cloud: None,
+            clouds_file: None,
+            interval_secs: default_reconcile_interval_secs(),
+            margin_secs: default_reconcile_margin_secs(),
+            concurrency: default_reconcile_concurrency(),
+            resources: default_reconcile_resources(),
+        }
+    }
+}
+
+fn default_reconcile_interval_secs() -> u64 {
+    900
+}
+fn default_reconcile_margin_secs() -> u64 {
+    300
+}
+fn default_reconcile_concurrency() -> usize {
+    8
+}
+fn default_reconcile_resources() -> Vec<String> {
+    crate::ingest::reconcile::RECONCILED
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect()
+}
+
+impl ReconcileConfig {
+    /// The run options these settings give (unknown resource names are left out; see
+    /// [`MeterConfig::problems`]).
+    pub fn options(&self, dry_run: bool) -> crate::ingest::reconcile::ReconcileOptions {
+        crate::ingest::reconcile::ReconcileOptions {
+            dry_run,
+            margin_secs: self.margin_secs,
+            concurrency: self.concurrency.max(1),
+            resources: self
+                .resources
+                .iter()
+                .filter_map(|r| crate::facts::ResourceType::parse(r))
+                .filter(|t| crate::ingest::reconcile::RECONCILED.contains(t))
+                .collect(),
+        }
+    }
 }
 
 /// `meter.scrub`.
@@ -378,6 +455,26 @@ impl MeterConfig {
             || url.starts_with("postgresql://"))
         {
             bad("store.url", "must start with sqlite:// or postgres://");
+        }
+        let r = &self.reconcile;
+        for name in &r.resources {
+            let known = crate::facts::ResourceType::parse(name)
+                .is_some_and(|t| crate::ingest::reconcile::RECONCILED.contains(&t));
+            if !known {
+                bad(
+                    "reconcile.resources",
+                    &format!(
+                        "{name:?} is not one of instance, volume, snapshot, floating_ip, router, \
+                         load_balancer"
+                    ),
+                );
+            }
+        }
+        if r.interval_secs < 60 {
+            bad("reconcile.interval_secs", "must be at least 60");
+        }
+        if r.concurrency == 0 {
+            bad("reconcile.concurrency", "must be at least 1");
         }
         let a = &self.amqp;
         if !(a.url.expose().starts_with("amqp://") || a.url.expose().starts_with("amqps://")) {

@@ -37,6 +37,12 @@ pub const AMQP_CONNECT_FAILURES: &str = "steward_amqp_connect_failures_total";
 pub const GAPS: &str = "steward_gaps_total";
 /// Gaps currently open (`source`).
 pub const GAPS_OPEN: &str = "steward_gaps_open";
+/// Reconciler runs (`result`: `ok`, `problems`, `failed`).
+pub const RECONCILE_RUNS: &str = "steward_reconcile_runs_total";
+/// Facts the reconciler wrote (`origin`: `reconciled`, `estimated`).
+pub const RECONCILE_FACTS: &str = "steward_reconcile_facts_total";
+/// When the last reconciler run finished that listed everything, Unix seconds.
+pub const RECONCILE_LAST_COMPLETE: &str = "steward_reconcile_last_complete_timestamp_seconds";
 /// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `408`, `413`, `503`).
 pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
 
@@ -79,6 +85,19 @@ pub fn describe() {
     );
     describe_gauge!(GAPS_OPEN, "Gaps currently open.");
     describe_counter!(HTTP_REQUESTS, "HTTP ingest requests by answer.");
+    describe_counter!(
+        RECONCILE_RUNS,
+        "Reconciler runs by result: ok, problems (a listing failed), failed (store)."
+    );
+    describe_counter!(
+        RECONCILE_FACTS,
+        "Facts the reconciler wrote from the OpenStack APIs, by origin."
+    );
+    describe_gauge!(
+        RECONCILE_LAST_COMPLETE,
+        Unit::Seconds,
+        "When the last reconciler run that listed every configured resource type finished."
+    );
 }
 
 /// Histogram buckets (seconds) for latencies, and for batch sizes.
@@ -105,6 +124,12 @@ pub fn start_at_zero(amqp_enabled: bool) {
         metrics::gauge!(GAPS_OPEN, "source" => source).set(0.0);
     }
     metrics::counter!(COMMIT_FAILURES).absolute(0);
+    for result in ["ok", "problems", "failed"] {
+        metrics::counter!(RECONCILE_RUNS, "result" => result).absolute(0);
+    }
+    for origin in ["reconciled", "estimated"] {
+        metrics::counter!(RECONCILE_FACTS, "origin" => origin).absolute(0);
+    }
     for status in ["2xx", "400", "401", "408", "413", "503"] {
         metrics::counter!(HTTP_REQUESTS, "status" => status).absolute(0);
     }

@@ -1,7 +1,8 @@
 //! `steward meter serve`: the ingest service.
 //!
-//! Wires the store, the writer, the AMQP source and the HTTP listener (ingest endpoints,
-//! `/metrics`, `/healthz`, `/readyz`) and runs them until the shutdown signal. Shutdown order
+//! Wires the store, the writer, the AMQP source, the HTTP listener (ingest endpoints,
+//! `/metrics`, `/healthz`, `/readyz`) and, when `meter.reconcile.cloud` is set, the reconciler,
+//! and runs them until the shutdown signal. Shutdown order
 //! keeps the ack-after-commit promise: the sources stop taking input and hand their last batch
 //! to the writer; in-flight HTTP requests finish; the writer commits everything submitted; the
 //! AMQP source acknowledges what was committed; then the process exits.
@@ -144,6 +145,15 @@ pub async fn serve(
         catalogue: Arc::new(config.catalogue()),
         token: http.bearer_token.clone(),
     }));
+    let reconcile_task = config.reconcile.cloud.clone().map(|cloud| {
+        tracing::info!(cloud = %cloud, every_secs = config.reconcile.interval_secs, "reconciler on");
+        tokio::spawn(crate::ingest::reconcile::task::run_periodically(
+            store.clone(),
+            config.reconcile.clone(),
+            cloud,
+            shutdown.clone(),
+        ))
+    });
     tracing::info!(listen = %http.listen, ingest = http.enabled, "http listening");
     drop(writer);
 
@@ -155,6 +165,9 @@ pub async fn serve(
     // The HTTP side is done; wait for the AMQP source to flush and acknowledge.
     let _ = shutdown.wait_for(|stop| *stop).await;
     if let Some(task) = amqp_task {
+        let _ = task.await;
+    }
+    if let Some(task) = reconcile_task {
         let _ = task.await;
     }
     if let Some((heartbeat, downtime)) = heartbeat_task {

@@ -29,6 +29,21 @@ pub(crate) enum MeterCommand {
     /// Create the store, or upgrade its schema to this release. `serve` does this at start;
     /// every other command only reads, and refuses a store that is missing or newer.
     Migrate,
+    /// Backfill from the OpenStack APIs what the notifications lost, and print what was
+    /// written.
+    ///
+    /// Lists servers (live, and deleted since the last run), volumes, snapshots, floating IPs,
+    /// routers and load balancers with admin credentials, compares them with the stored
+    /// timelines, and writes the facts that are missing: exact where the API dates them
+    /// (origin "reconciled": nova's launched_at/terminated_at, instance actions, created_at),
+    /// estimated between two bounds where it does not (origin "estimated": a volume that
+    /// vanished between two listings, dated at the earliest possible time). Idempotent: a
+    /// second run writes nothing. `meter serve` runs the same every meter.reconcile.interval_secs
+    /// when meter.reconcile.cloud is set.
+    ///
+    /// Exit status: 0 done, 1 a listing failed (the rest was reconciled; nothing is inferred
+    /// from a failed listing), 2 could not run.
+    Reconcile(ReconcileArgs),
     /// Usage per project and product over a period, from the stored facts.
     ///
     /// Deterministic: the same facts and catalogue give byte-identical output. Quantities are
@@ -78,6 +93,23 @@ pub(crate) enum ReportFormat {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ReconcileArgs {
+    /// The cloud in clouds.yaml (admin credentials); default: meter.reconcile.cloud.
+    #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+    os_cloud: Option<String>,
+    /// Run once and exit (the default is to run every meter.reconcile.interval_secs until
+    /// interrupted).
+    #[arg(long)]
+    once: bool,
+    /// Print what would be written and write nothing (implies --once).
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct OutputArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
@@ -120,6 +152,7 @@ impl MeterCommand {
             Self::Status(args) => status(&open(&config).await?, args.output).await,
             Self::Gaps(args) => gaps(&open(&config).await?, args.limit, args.out.output).await,
             Self::Report(args) => report(&config, args).await,
+            Self::Reconcile(args) => reconcile(&config, args).await,
             Self::Quarantine(QuarantineCommand::List { limit, out }) => {
                 quarantine_list(&open(&config).await?, limit, out.output).await
             }
@@ -213,6 +246,116 @@ async fn wait_for_signal() {
     }
 }
 
+async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    init_logging(config);
+    let settings = &config.meter.reconcile;
+    let Some(cloud_name) = args.os_cloud.clone().or_else(|| settings.cloud.clone()) else {
+        anyhow::bail!(
+            "no cloud to reconcile with: give --os-cloud NAME (or OS_CLOUD), or set \
+             meter.reconcile.cloud in the configuration"
+        );
+    };
+    let url = config.meter.store.url.expose();
+    let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
+    // Writing needs the store created and migrated, and (SQLite) no `serve` writing to it.
+    let _lock = if !args.dry_run && url.starts_with("sqlite:") {
+        Some(store::lock_writer(url).with_context(|| {
+            "the store is in use (is `steward meter serve` running on it? it runs the reconciler \
+             itself when meter.reconcile.cloud is set)"
+        })?)
+    } else {
+        None
+    };
+    let store = if args.dry_run {
+        store::open_read_only(url, timeout).await
+    } else {
+        store::open_with_timeout(url, timeout).await
+    }
+    .with_context(|| format!("opening store {}", store::redact_url(url)))?;
+    let cloud = steward_cloud::Cloud::connect(&cloud_name, settings.clouds_file.as_deref())
+        .await
+        .with_context(|| format!("connecting to cloud {cloud_name}"))?;
+    let options = settings.options(args.dry_run);
+    let every = std::time::Duration::from_secs(settings.interval_secs.max(60));
+    loop {
+        let outcome = steward_meter::ingest::reconcile::reconcile(store.as_ref(), &cloud, &options)
+            .await
+            .context("reconciling")?;
+        print_reconcile(&outcome, args.dry_run, args.output)?;
+        if args.once || args.dry_run {
+            return Ok(if outcome.run.problems.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = wait_for_signal() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn print_reconcile(
+    outcome: &steward_meter::ingest::reconcile::Outcome,
+    dry_run: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let run = &outcome.run;
+    if format == Format::Json {
+        let changes: Vec<serde_json::Value> = outcome
+            .changes
+            .iter()
+            .map(|p| {
+                let f = &p.fact;
+                serde_json::json!({
+                    "resource_type": f.resource_type.as_str(),
+                    "resource_id": f.resource_id,
+                    "project_id": f.project_id,
+                    "kind": f.kind.as_str(),
+                    "effective_at": f.effective_at,
+                    "origin": f.origin.as_str(),
+                    "attributes": f.attributes,
+                    "why": p.why,
+                })
+            })
+            .collect();
+        let looked_at: Vec<serde_json::Value> = outcome
+            .looked_at
+            .iter()
+            .map(|(id, why)| serde_json::json!({"server_id": id, "why": why}))
+            .collect();
+        return output::json(&serde_json::json!({
+            "dry_run": dry_run,
+            "run": run,
+            "changes": changes,
+            "servers_read": looked_at,
+        }));
+    }
+    let mut text = String::new();
+    for line in steward_meter::ingest::reconcile::describe(&outcome.changes) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let verb = if dry_run { "would write" } else { "wrote" };
+    text.push_str(&format!(
+        "{} resources listed ({}); instance actions read for {} servers; {verb} {} facts ({} estimated)\n",
+        run.resources_seen,
+        if run.listed.is_empty() {
+            "nothing".to_owned()
+        } else {
+            run.listed.join(", ")
+        },
+        outcome.looked_at.len(),
+        run.facts_written,
+        run.estimated,
+    ));
+    if let Some(problems) = &run.problems {
+        text.push_str(&format!("problems: {problems}\n"));
+    }
+    output::print(&text)
+}
+
 fn time_or_dash(t: Option<steward_meter::time::Instant>) -> String {
     t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".to_owned())
 }
@@ -220,9 +363,19 @@ fn time_or_dash(t: Option<steward_meter::time::Instant>) -> String {
 async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Result<ExitCode> {
     let summary = store.status().await.context("reading status")?;
     let recent_gaps = store.gaps(5).await.context("reading gaps")?;
+    let last_reconcile = store
+        .reconcile_runs(1)
+        .await
+        .context("reading reconciler runs")?
+        .into_iter()
+        .next();
     if format == Format::Json {
         let gaps: Vec<_> = recent_gaps.iter().map(gap_json).collect();
-        output::json(&serde_json::json!({ "summary": summary, "recent_gaps": gaps }))?;
+        output::json(&serde_json::json!({
+            "summary": summary,
+            "recent_gaps": gaps,
+            "last_reconcile": last_reconcile,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
@@ -256,6 +409,25 @@ async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Re
         summary.gaps_total,
         summary.gaps_open
     ));
+    match &last_reconcile {
+        Some(run) => text.push_str(&format!(
+            "last reconcile: {} listed {} ({} resources), wrote {} facts ({} estimated){}\n",
+            run.finished_at,
+            if run.listed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                run.listed.join(", ")
+            },
+            run.resources_seen,
+            run.facts_written,
+            run.estimated,
+            run.problems
+                .as_deref()
+                .map(|p| format!("; problems: {p}"))
+                .unwrap_or_default()
+        )),
+        None => text.push_str("last reconcile: never\n"),
+    }
     if !recent_gaps.is_empty() {
         text.push_str("\nrecent gaps (steward meter gaps lists all):\n");
         text.push_str(&gap_table(&recent_gaps));

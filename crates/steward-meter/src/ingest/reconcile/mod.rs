@@ -34,6 +34,7 @@
 mod known;
 mod listed;
 mod servers;
+pub mod task;
 #[cfg(test)]
 mod tests;
 
@@ -453,12 +454,11 @@ pub async fn reconcile<A: Api>(
             "reading instance actions"
         );
         let concurrency = options.concurrency.max(1);
-        let mut actions = futures_util::stream::iter(
-            to_read
-                .into_iter()
-                .map(|server| async move { (server, api.instance_actions(&server.id).await) }),
-        )
-        .buffer_unordered(concurrency);
+        let reads: Vec<_> = to_read
+            .into_iter()
+            .map(|server| read_actions(api, server))
+            .collect();
+        let mut actions = futures_util::stream::iter(reads).buffer_unordered(concurrency);
         while let Some((server, result)) = actions.next().await {
             match result {
                 Ok(actions) => {
@@ -601,6 +601,14 @@ pub async fn reconcile<A: Api>(
         changes: planned.into_iter().map(|(p, _)| p).collect(),
         looked_at,
     })
+}
+
+/// One server's instance actions, with the server.
+async fn read_actions<'a, A: Api>(
+    api: &'a A,
+    server: &'a Server,
+) -> (&'a Server, Result<Vec<InstanceAction>, CloudError>) {
+    (server, api.instance_actions(&server.id).await)
 }
 
 /// A size or type change of a listed resource the store has present.
