@@ -273,7 +273,12 @@ async fn list<T>(
             Some(records)
         }
         Err(error) => {
-            let message = format!("listing {what}: {}", error_chain(&error));
+            let mut message = format!("listing {what}: {}", error_chain(&error));
+            if message.contains("is not configured for interface") {
+                message.push_str(
+                    " (the catalog has no such service: leave it out of meter.reconcile.resources)",
+                );
+            }
             tracing::warn!(problem = %message, "listing failed; nothing is inferred from it");
             problems.push(message);
             None
@@ -323,7 +328,7 @@ pub async fn reconcile<A: Api>(
             .saturating_sub(margin),
     );
 
-    // 1. Listings.
+    // 1. Nova's listings.
     let mut problems = Vec::new();
     let want_servers = wants(ResourceType::Instance);
     let live = list("servers", want_servers, &mut problems, api.servers(None)).await;
@@ -344,70 +349,6 @@ pub async fn reconcile<A: Api>(
         _ => None,
     };
     let servers_listed_at = changed_servers.done_at;
-    let mut others: Vec<(ResourceType, Option<Vec<Listed>>, Instant)> = Vec::new();
-    let l = list(
-        "volumes",
-        wants(ResourceType::Volume),
-        &mut problems,
-        api.volumes(),
-    )
-    .await;
-    others.push((
-        ResourceType::Volume,
-        l.records.map(|r| r.iter().map(Listed::volume).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "snapshots",
-        wants(ResourceType::Snapshot),
-        &mut problems,
-        api.snapshots(),
-    )
-    .await;
-    others.push((
-        ResourceType::Snapshot,
-        l.records.map(|r| r.iter().map(Listed::snapshot).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "floating IPs",
-        wants(ResourceType::FloatingIp),
-        &mut problems,
-        api.floating_ips(),
-    )
-    .await;
-    others.push((
-        ResourceType::FloatingIp,
-        l.records
-            .map(|r| r.iter().map(Listed::floating_ip).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "routers",
-        wants(ResourceType::Router),
-        &mut problems,
-        api.routers(),
-    )
-    .await;
-    others.push((
-        ResourceType::Router,
-        l.records.map(|r| r.iter().map(Listed::router).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "load balancers",
-        wants(ResourceType::LoadBalancer),
-        &mut problems,
-        api.load_balancers(),
-    )
-    .await;
-    others.push((
-        ResourceType::LoadBalancer,
-        l.records
-            .map(|r| r.iter().map(Listed::load_balancer).collect()),
-        l.done_at,
-    ));
-
     // 2. The store's view, and the windows in which it could not hear.
     let known = known::known(store, &options.resources).await?;
     let now = Instant::now();
@@ -497,6 +438,72 @@ pub async fn reconcile<A: Api>(
             }
         }
     }
+
+    // The other listings come after nova's instance actions: openstack_sdk refuses compute
+    // microversions after a lookup of a service the catalog lacks (a cloud without octavia).
+    let mut others: Vec<(ResourceType, Option<Vec<Listed>>, Instant)> = Vec::new();
+    let l = list(
+        "volumes",
+        wants(ResourceType::Volume),
+        &mut problems,
+        api.volumes(),
+    )
+    .await;
+    others.push((
+        ResourceType::Volume,
+        l.records.map(|r| r.iter().map(Listed::volume).collect()),
+        l.done_at,
+    ));
+    let l = list(
+        "snapshots",
+        wants(ResourceType::Snapshot),
+        &mut problems,
+        api.snapshots(),
+    )
+    .await;
+    others.push((
+        ResourceType::Snapshot,
+        l.records.map(|r| r.iter().map(Listed::snapshot).collect()),
+        l.done_at,
+    ));
+    let l = list(
+        "floating IPs",
+        wants(ResourceType::FloatingIp),
+        &mut problems,
+        api.floating_ips(),
+    )
+    .await;
+    others.push((
+        ResourceType::FloatingIp,
+        l.records
+            .map(|r| r.iter().map(Listed::floating_ip).collect()),
+        l.done_at,
+    ));
+    let l = list(
+        "routers",
+        wants(ResourceType::Router),
+        &mut problems,
+        api.routers(),
+    )
+    .await;
+    others.push((
+        ResourceType::Router,
+        l.records.map(|r| r.iter().map(Listed::router).collect()),
+        l.done_at,
+    ));
+    let l = list(
+        "load balancers",
+        wants(ResourceType::LoadBalancer),
+        &mut problems,
+        api.load_balancers(),
+    )
+    .await;
+    others.push((
+        ResourceType::LoadBalancer,
+        l.records
+            .map(|r| r.iter().map(Listed::load_balancer).collect()),
+        l.done_at,
+    ));
 
     // 3–4. Everything else.
     for (resource_type, listing, listed_at) in &others {
