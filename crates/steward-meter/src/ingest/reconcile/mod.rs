@@ -376,11 +376,10 @@ pub async fn reconcile<A: Api>(
     if let Some(servers) = &servers {
         listed_types.insert(ResourceType::Instance.as_str());
         resources_seen += servers.len() as i64;
-        let changed_since = gaps
-            .iter()
-            .filter(|(_, end)| *end >= servers_since)
-            .map(|(start, _)| (*start).max(servers_since))
-            .min();
+        // Every server nova changed since the last listing is read: a loss need not leave a
+        // gap (a producer that gave up, a binding missing while Steward stayed connected), and
+        // the work is bounded by the churn, not by the cloud's size.
+        let changed_since = Some(servers_since);
         let mut to_read = Vec::new();
         for server in servers.values() {
             let k = known.get(&(ResourceType::Instance, server.id.clone()));

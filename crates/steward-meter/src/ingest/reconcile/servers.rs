@@ -41,8 +41,7 @@ fn api_status(server: &Server) -> Option<Status> {
 }
 
 /// Why the server's instance actions must be read, or `None` when the store agrees with nova
-/// and nothing changed while the store could not hear (`changed_since`: the start of the
-/// earliest gap of the window).
+/// and nova has not changed it since `changed_since` (the previous listing, less the margin).
 pub(crate) fn why_look(
     server: &Server,
     known: Option<&Known>,
@@ -52,6 +51,10 @@ pub(crate) fn why_look(
     let Some(known) = known else {
         return Some("not in the store".to_owned());
     };
+    if !known.facts.iter().any(|(k, _)| *k == FactKind::Created) {
+        // Its life before the first stored fact is unknown: nova dates it.
+        return Some("its creation is not in the store".to_owned());
+    }
     if is_deleted(server) {
         if known.presence != Presence::Absent {
             return Some(format!(
@@ -85,7 +88,7 @@ pub(crate) fn why_look(
     }
     match changed_since {
         Some(since) if instant(server.updated) >= since => Some(format!(
-            "changed at {} while the store could not hear (gap since {since})",
+            "nova changed it at {} (since the last listing, {since})",
             instant(server.updated)
         )),
         _ => None,

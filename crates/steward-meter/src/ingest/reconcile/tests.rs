@@ -141,12 +141,12 @@ fn known(presence: Presence, status: Status, flavor: &str) -> Known {
         size_gb: None,
         volume_type: None,
         last_fact_at: None,
-        facts: vec![],
+        facts: vec![(FactKind::Created, 0)],
     }
 }
 
 #[test]
-fn actions_are_read_only_where_the_store_disagrees_or_could_not_hear() {
+fn actions_are_read_only_where_the_store_disagrees_or_nova_changed_the_server() {
     let mut live = server("beta-1");
     live.status = "ACTIVE".to_owned();
     live.vm_state = Some("active".to_owned());
@@ -169,12 +169,22 @@ fn actions_are_read_only_where_the_store_disagrees_or_could_not_hear() {
             .unwrap()
             .contains("flavor")
     );
-    // Agreeing, but it changed while a gap was open.
-    let gap_start = super::instant(live.updated);
+    // Agreeing, but nova changed it since the last listing; not before it.
+    let last_listing = super::instant(live.updated);
     assert!(
-        why_look(&live, Some(&agreeing), Some(gap_start))
+        why_look(&live, Some(&agreeing), Some(last_listing))
             .unwrap()
-            .contains("gap")
+            .contains("changed")
+    );
+    let later = crate::time::Instant(last_listing.micros() + 1);
+    assert_eq!(why_look(&live, Some(&agreeing), Some(later)), None);
+    // A store that lacks the creation reads the actions.
+    let mut uncreated = agreeing.clone();
+    uncreated.facts.clear();
+    assert!(
+        why_look(&live, Some(&uncreated), None)
+            .unwrap()
+            .contains("creation")
     );
     // Deleted in nova, absent in the store: nothing to read.
     let gone = server("beta-1");
