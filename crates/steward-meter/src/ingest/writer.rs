@@ -257,6 +257,16 @@ mod tests {
         fn reconcile_runs(&self, _: u32) -> StoreFuture<'_, Vec<crate::store::ReconcileRun>> {
             unused()
         }
+        fn record_volume_types<'a>(
+            &'a self,
+            _: &'a [(String, String)],
+            _: Instant,
+        ) -> StoreFuture<'a, ()> {
+            unused()
+        }
+        fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
+            unused()
+        }
     }
 
     #[tokio::test(start_paused = true)]

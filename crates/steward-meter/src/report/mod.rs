@@ -150,6 +150,24 @@ pub(crate) fn usage_facts(
     Some((resource_type, resource.resource_id, facts))
 }
 
+/// Replaces the volume type ids that notifications carry by the names the reconciler listed
+/// from cinder (`volume:ssd`, not `volume:26f2c12d-…`), keeping the id as `volume_type_id`.
+/// An id cinder did not list (yet) stays as it is.
+fn name_volume_types(facts: &mut [UsageFact], names: &BTreeMap<String, String>) {
+    for fact in facts {
+        let Some(Value::String(id)) = fact.attributes.get("volume_type") else {
+            continue;
+        };
+        if let Some(name) = names.get(id) {
+            let id = id.clone();
+            fact.attributes
+                .insert("volume_type".to_owned(), Value::String(name.clone()));
+            fact.attributes
+                .insert("volume_type_id".to_owned(), Value::String(id));
+        }
+    }
+}
+
 /// Builds the report: streams the facts resource by resource, builds each timeline, adds up
 /// its usage over the billed time. Memory grows with the number of projects and products (and
 /// resources, with `detail`), not with the facts.
@@ -159,10 +177,14 @@ pub async fn build_report(
     catalogue: &[Product],
 ) -> Result<Report, ReportError> {
     let mut projects: BTreeMap<Option<String>, ProjectReport> = BTreeMap::new();
+    let volume_types = store.volume_type_names().await?;
     if let Some(billed) = request.billed() {
         let mut stream = store.resources_until(billed.end);
         while let Some(resource) = stream.next().await {
-            if let Some((resource_type, resource_id, facts)) = usage_facts(resource?) {
+            if let Some((resource_type, resource_id, mut facts)) = usage_facts(resource?) {
+                if resource_type == ResourceType::Volume {
+                    name_volume_types(&mut facts, &volume_types);
+                }
                 add_resource(
                     &mut projects,
                     request,

@@ -410,6 +410,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn record_reconcile_run<'a>(&'a self, run: &'a ReconcileRun) -> StoreFuture<'a, ()>;
     /// Recent reconciliations, newest first.
     fn reconcile_runs(&self, limit: u32) -> StoreFuture<'_, Vec<ReconcileRun>>;
+    /// Records volume type names `(id, name)` as listed at `seen_at` (a rename replaces the
+    /// old name).
+    fn record_volume_types<'a>(
+        &'a self,
+        types: &'a [(String, String)],
+        seen_at: Instant,
+    ) -> StoreFuture<'a, ()>;
+    /// Volume type names by id.
+    fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>>;
 }
 
 /// Opens an existing store for reading only: nothing is created or migrated, a missing store is

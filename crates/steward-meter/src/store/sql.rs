@@ -547,4 +547,39 @@ impl Store for SqlStore {
                 .map_err(StoreError::from)
         })
     }
+
+    fn record_volume_types<'a>(
+        &'a self,
+        types: &'a [(String, String)],
+        seen_at: Instant,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for (id, name) in types {
+                sqlx::query::<Any>(
+                    "INSERT INTO volume_types (id, name, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, seen_at = excluded.seen_at",
+                )
+                .bind(id.as_str())
+                .bind(name.as_str())
+                .bind(seen_at.micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>("SELECT id, name FROM volume_types")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("id")?, row.try_get("name")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
 }

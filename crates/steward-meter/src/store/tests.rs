@@ -127,6 +127,7 @@ store_suite!(
     credentials_never_reach_the_store,
     coverage_spans_records_quarantine_and_facts,
     reconcile_runs_round_trip_newest_first,
+    volume_type_names_are_replaced_on_rename,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -934,4 +935,26 @@ async fn reconcile_runs_round_trip_newest_first(store: &SqlStore) {
         vec![second.clone(), first]
     );
     assert_eq!(store.reconcile_runs(1).await.unwrap(), vec![second]);
+}
+
+async fn volume_type_names_are_replaced_on_rename(store: &SqlStore) {
+    assert!(store.volume_type_names().await.unwrap().is_empty());
+    let listed = |name: &str| {
+        vec![
+            ("26f2c12d".to_owned(), name.to_owned()),
+            ("9a1b".to_owned(), "hdd".to_owned()),
+        ]
+    };
+    store
+        .record_volume_types(&listed("__DEFAULT__"), Instant(1))
+        .await
+        .unwrap();
+    store
+        .record_volume_types(&listed("ssd"), Instant(2))
+        .await
+        .unwrap();
+    let names = store.volume_type_names().await.unwrap();
+    assert_eq!(names.len(), 2);
+    assert_eq!(names["26f2c12d"], "ssd");
+    assert_eq!(names["9a1b"], "hdd");
 }

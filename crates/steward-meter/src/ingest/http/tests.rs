@@ -392,6 +392,16 @@ impl Store for BrokenStore {
     fn reconcile_runs(&self, _: u32) -> StoreFuture<'_, Vec<crate::store::ReconcileRun>> {
         broken()
     }
+    fn record_volume_types<'a>(
+        &'a self,
+        _: &'a [(String, String)],
+        _: Instant,
+    ) -> StoreFuture<'a, ()> {
+        broken()
+    }
+    fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
+        broken()
+    }
 }
 
 /// Serves the ingest routes on a loopback port; returns the base URL.

@@ -46,7 +46,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use steward_cloud::CloudError;
 use steward_cloud::inventory::{
-    FloatingIp, InstanceAction, LoadBalancer, Router, Server, Snapshot, Volume,
+    FloatingIp, InstanceAction, LoadBalancer, Router, Server, Snapshot, Volume, VolumeType,
 };
 
 use crate::facts::{Fact, FactKind, Origin, ResourceType};
@@ -90,6 +90,8 @@ pub trait Api: Sync {
     ) -> impl Future<Output = Result<Vec<InstanceAction>, CloudError>> + Send;
     /// Every volume.
     fn volumes(&self) -> impl Future<Output = Result<Vec<Volume>, CloudError>> + Send;
+    /// Every volume type (the names for the ids notifications carry).
+    fn volume_types(&self) -> impl Future<Output = Result<Vec<VolumeType>, CloudError>> + Send;
     /// Every snapshot.
     fn snapshots(&self) -> impl Future<Output = Result<Vec<Snapshot>, CloudError>> + Send;
     /// Every floating IP.
@@ -115,6 +117,9 @@ impl Api for steward_cloud::Cloud {
     }
     fn volumes(&self) -> impl Future<Output = Result<Vec<Volume>, CloudError>> + Send {
         steward_cloud::Cloud::volumes(self)
+    }
+    fn volume_types(&self) -> impl Future<Output = Result<Vec<VolumeType>, CloudError>> + Send {
+        steward_cloud::Cloud::volume_types(self)
     }
     fn snapshots(&self) -> impl Future<Output = Result<Vec<Snapshot>, CloudError>> + Send {
         steward_cloud::Cloud::snapshots(self)
@@ -453,6 +458,19 @@ pub async fn reconcile<A: Api>(
         l.records.map(|r| r.iter().map(Listed::volume).collect()),
         l.done_at,
     ));
+    let types = list(
+        "volume types",
+        wants(ResourceType::Volume),
+        &mut problems,
+        api.volume_types(),
+    )
+    .await;
+    if let Some(records) = types.records
+        && !options.dry_run
+    {
+        let names: Vec<(String, String)> = records.into_iter().map(|t| (t.id, t.name)).collect();
+        store.record_volume_types(&names, types.done_at).await?;
+    }
     let l = list(
         "snapshots",
         wants(ResourceType::Snapshot),
