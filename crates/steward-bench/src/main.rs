@@ -4,6 +4,7 @@
 //! cargo build --release -p steward -p steward-bench
 //! target/release/steward-bench amqp --count 200000
 //! target/release/steward-bench http --count 40000 --connections 32
+//! target/release/steward-bench reconcile --servers 100000 --volumes 100000
 //! ```
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use steward_bench::workload::mixed_notification;
+
+mod reconcile;
 
 /// Durable-ingest benchmarks for Steward (results go to stdout as JSON and text).
 #[derive(Debug, Parser)]
@@ -70,6 +73,27 @@ enum Bench {
         #[arg(long, env = "OS_CLOUD", default_value = "steward-test")]
         os_cloud: String,
     },
+    /// One reconciliation of `servers` servers and `volumes` volumes, listed in pages of 1000
+    /// (1 % of each drifted from the store), against a store holding them all: wall time and
+    /// peak RSS of the run (a child process).
+    Reconcile {
+        /// Servers in the cloud and the store.
+        #[arg(long, default_value_t = 100_000)]
+        servers: usize,
+        /// Volumes in the cloud and the store.
+        #[arg(long, default_value_t = 100_000)]
+        volumes: usize,
+    },
+    /// The measured child of `reconcile` (not for direct use).
+    #[command(hide = true)]
+    ReconcileRun {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        servers: usize,
+        #[arg(long)]
+        volumes: usize,
+    },
     /// Ceilometer-style HTTP posts (one event per post, as the publisher sends them) → committed.
     Http {
         /// Posts in total.
@@ -84,6 +108,15 @@ enum Bench {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match &cli.command {
+        Bench::Reconcile { servers, volumes } => return reconcile::bench(*servers, *volumes).await,
+        Bench::ReconcileRun {
+            db,
+            servers,
+            volumes,
+        } => return reconcile::run_once(db, *servers, *volumes).await,
+        _ => {}
+    }
     if !cli.steward.exists() {
         bail!(
             "{} not found: cargo build --release -p steward",
@@ -99,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             facts_per_resource,
             db,
         } => report(&cli.steward, resources, facts_per_resource, db).await,
+        Bench::Reconcile { .. } | Bench::ReconcileRun { .. } => Ok(()),
     }
 }
 
@@ -630,6 +664,22 @@ async fn report(
         })
     );
     Ok(())
+}
+
+/// Like [`run_measured`], also returning what the child printed to stdout.
+fn run_measured_output(
+    mut child: Child,
+) -> anyhow::Result<(f64, f64, std::process::ExitStatus, String)> {
+    let mut stdout = child.stdout.take().context("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).map(|_| out)
+    });
+    let (wall, peak, status) = run_measured(child)?;
+    let out = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok((wall, peak, status, out))
 }
 
 /// Runs `child` to completion, sampling its peak RSS (VmHWM); returns (wall s, peak MB, status).

@@ -363,14 +363,13 @@ fn time_or_dash(t: Option<steward_meter::time::Instant>) -> String {
 async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Result<ExitCode> {
     let summary = store.status().await.context("reading status")?;
     let recent_gaps = store.gaps(5).await.context("reading gaps")?;
-    let last_reconcile = store
-        .reconcile_runs(1)
+    let runs = store
+        .reconcile_runs(1000)
         .await
-        .context("reading reconciler runs")?
-        .into_iter()
-        .next();
+        .context("reading reconciler runs")?;
+    let last_reconcile = runs.first().cloned();
     if format == Format::Json {
-        let gaps: Vec<_> = recent_gaps.iter().map(gap_json).collect();
+        let gaps: Vec<_> = recent_gaps.iter().map(|g| gap_json(g, &runs)).collect();
         output::json(&serde_json::json!({
             "summary": summary,
             "recent_gaps": gaps,
@@ -411,8 +410,9 @@ async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Re
     ));
     match &last_reconcile {
         Some(run) => text.push_str(&format!(
-            "last reconcile: {} listed {} ({} resources), wrote {} facts ({} estimated){}\n",
+            "last reconcile: {} ({:.1} s) listed {} ({} resources), wrote {} facts ({} estimated){}\n",
             run.finished_at,
+            (run.finished_at.micros() - run.started_at.micros()) as f64 / 1e6,
             if run.listed.is_empty() {
                 "nothing".to_owned()
             } else {
@@ -430,27 +430,36 @@ async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Re
     }
     if !recent_gaps.is_empty() {
         text.push_str("\nrecent gaps (steward meter gaps lists all):\n");
-        text.push_str(&gap_table(&recent_gaps));
+        text.push_str(&gap_table(&recent_gaps, &runs));
     }
     output::print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn gap_json(g: &steward_meter::record::Gap) -> serde_json::Value {
+fn gap_json(g: &steward_meter::record::Gap, runs: &[store::ReconcileRun]) -> serde_json::Value {
     serde_json::json!({
         "id": g.id,
         "source": g.source.as_str(),
         "start": g.started_at,
         "end": g.ended_at,
         "cause": g.cause,
+        "resolved_by_reconcile_at": steward_meter::ingest::reconcile::gap_resolved_at(g, runs),
     })
 }
 
-fn gap_table(gaps: &[steward_meter::record::Gap]) -> String {
+fn gap_table(gaps: &[steward_meter::record::Gap], runs: &[store::ReconcileRun]) -> String {
     let mut rows = vec![
-        ["ID", "SOURCE", "FROM", "TO", "SECONDS", "CAUSE"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "ID",
+            "SOURCE",
+            "FROM",
+            "TO",
+            "SECONDS",
+            "RECONCILED",
+            "CAUSE",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for g in gaps {
         let seconds = g
@@ -463,6 +472,7 @@ fn gap_table(gaps: &[steward_meter::record::Gap]) -> String {
             g.started_at.to_rfc3339(),
             time_or_dash(g.ended_at),
             seconds,
+            time_or_dash(steward_meter::ingest::reconcile::gap_resolved_at(g, runs)),
             g.cause.clone(),
         ]);
     }
@@ -475,9 +485,13 @@ async fn gaps(
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let gaps = store.gaps(limit).await.context("reading gaps")?;
+    let runs = store
+        .reconcile_runs(1000)
+        .await
+        .context("reading reconciler runs")?;
     match format {
-        Format::Json => output::json(&gaps.iter().map(gap_json).collect::<Vec<_>>())?,
-        Format::Table => output::print(&gap_table(&gaps))?,
+        Format::Json => output::json(&gaps.iter().map(|g| gap_json(g, &runs)).collect::<Vec<_>>())?,
+        Format::Table => output::print(&gap_table(&gaps, &runs))?,
     }
     Ok(ExitCode::SUCCESS)
 }

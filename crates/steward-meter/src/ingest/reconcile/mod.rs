@@ -694,6 +694,17 @@ fn evidence_record(planned: &Planned, evidence: &Value, received_at: Instant) ->
     }
 }
 
+/// When `gap` was resolved: the start of the first reconciliation without problems that began
+/// after the gap ended (what the source missed, the APIs have then been compared for). `None`
+/// while the gap is open or no such run has happened. `runs` in any order.
+pub fn gap_resolved_at(gap: &crate::record::Gap, runs: &[ReconcileRun]) -> Option<Instant> {
+    let ended = gap.ended_at?;
+    runs.iter()
+        .filter(|r| r.problems.is_none() && r.started_at >= ended)
+        .map(|r| r.started_at)
+        .min()
+}
+
 /// The changes of an outcome as text lines, one per fact (`steward meter reconcile`).
 pub fn describe(changes: &[Planned]) -> Vec<String> {
     changes

@@ -246,3 +246,34 @@ fn a_fact_the_store_holds_within_seconds_is_not_new() {
     estimate.effective_at = Instant(stop.effective_at.micros() - 60_000_000);
     assert!(!is_new(&estimate, Some(&store)));
 }
+
+#[test]
+fn a_gap_is_resolved_by_the_first_clean_run_after_it_ended() {
+    use crate::record::{Gap, Source};
+    use crate::store::ReconcileRun;
+    let run = |started: i64, problems: Option<&str>| ReconcileRun {
+        started_at: Instant(started),
+        finished_at: Instant(started + 5),
+        listed: vec!["instance".to_owned()],
+        resources_seen: 1,
+        facts_written: 0,
+        estimated: 0,
+        problems: problems.map(str::to_owned),
+    };
+    let mut gap = Gap {
+        id: 1,
+        source: Source::Amqp,
+        started_at: Instant(100),
+        ended_at: Some(Instant(200)),
+        cause: "broker restart".to_owned(),
+    };
+    let runs = [
+        run(400, None),
+        run(300, Some("listing volumes: 503")),
+        run(150, None),
+    ];
+    assert_eq!(super::gap_resolved_at(&gap, &runs), Some(Instant(400)));
+    assert_eq!(super::gap_resolved_at(&gap, &runs[1..]), None);
+    gap.ended_at = None;
+    assert_eq!(super::gap_resolved_at(&gap, &runs), None, "still open");
+}
