@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Idempotent Keystone registration for scripts/openstack-services (stdlib only).
 
-usage: openstack-register.py SERVICE...   services: placement nova neutron cinder projects
+usage: openstack-register.py SERVICE...   services: placement nova neutron cinder octavia projects
 
 Keystone: http://127.0.0.1:5000/v3, admin/admin-secret (project admin), from scripts/openstack.
 Each service gets a user <svc>/<svc>-secret in project `service` with the roles admin and
@@ -19,6 +19,7 @@ CATALOG = {
     "placement": [("placement", "placement", "http://127.0.0.1:8778")],
     "nova": [("nova", "compute", "http://127.0.0.1:8774/v2.1")],
     "neutron": [("neutron", "network", "http://127.0.0.1:9696")],
+    "octavia": [("octavia", "load-balancer", "http://127.0.0.1:9876")],
     "cinder": [
         ("cinderv3", "volumev3", "http://127.0.0.1:8776/v3/%(project_id)s"),
         ("cinder", "block-storage", "http://127.0.0.1:8776/v3/%(project_id)s"),

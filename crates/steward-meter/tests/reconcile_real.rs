@@ -1,13 +1,13 @@
-//! The reconciler against real nova and cinder (`scripts/openstack-services start`, which
-//! `scripts/test` runs): a server is created, stopped, started and deleted, a volume created,
-//! extended and deleted, while a capture queue on the real exchanges records every
+//! The reconciler against real nova, cinder and octavia (`scripts/openstack-services start`,
+//! which `scripts/test` runs): a server is created, stopped, started and deleted, a volume
+//! created, extended and deleted, a load balancer created and deleted, while a capture queue on the real exchanges records every
 //! notification. One store gets all of them; the other loses the stop, the start and the
 //! volume's extension and deletion (a broker restart, recorded as a gap). The reconciler, reading
 //! the real APIs, gives the lossy store the same bill to the second, except for the deletion no
 //! API dates, which it estimates inside the gap and never bills longer than the truth; the lost
 //! deletion arriving late makes the bills equal.
 //!
-//! Needs Keystone, Glance, nova and cinder on loopback and RabbitMQ's vhost `openstack`; fails
+//! Needs Keystone, Glance, nova, cinder and octavia on loopback and RabbitMQ's vhost `openstack`; fails
 //! loudly without them unless `STEWARD_TEST_SKIP_OPENSTACK_SERVICES=1` leaves it out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -39,6 +39,7 @@ const KEYSTONE: &str = "http://127.0.0.1:5000/v3";
 const NOVA: &str = "http://127.0.0.1:8774/v2.1";
 const GLANCE: &str = "http://127.0.0.1:9292/v2";
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/openstack";
+const OCTAVIA: &str = "http://127.0.0.1:9876/v2/lbaas";
 
 fn skipped() -> bool {
     std::env::var("STEWARD_TEST_SKIP_OPENSTACK_SERVICES").is_ok_and(|v| v == "1")
@@ -72,7 +73,7 @@ async fn capture() -> (Connection, Arc<Mutex<Vec<Captured>>>) {
         )
         .await
         .unwrap();
-    for exchange in ["nova", "openstack"] {
+    for exchange in ["nova", "openstack", "octavia"] {
         let probe = connection.create_channel().await.unwrap();
         let passive = ExchangeDeclareOptions {
             passive: true,
@@ -341,7 +342,7 @@ fn assert_close(got: &BTreeMap<String, f64>, want: &BTreeMap<String, f64>, slack
 }
 
 #[tokio::test]
-async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
+async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
     if skipped() {
         return;
     }
@@ -385,6 +386,28 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     admin
         .wait(&vurl, "volume", "status", Some("available"))
         .await;
+    // A load balancer (amphora provider on noop drivers: ACTIVE in seconds).
+    let noop_net = "00000000-0000-4000-8000-000000001234";
+    let lb = admin
+        .call(
+            Method::POST,
+            &format!("{OCTAVIA}/loadbalancers"),
+            Some(json!({"loadbalancer": {"name": "steward-reconcile",
+                "vip_network_id": noop_net, "vip_subnet_id": noop_net}})),
+        )
+        .await["loadbalancer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lburl = format!("{OCTAVIA}/loadbalancers/{lb}");
+    admin
+        .wait(
+            &lburl,
+            "loadbalancer",
+            "provisioning_status",
+            Some("ACTIVE"),
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The broker restarts: everything from here to its end is lost for the lossy store.
@@ -423,6 +446,10 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     admin.call(Method::DELETE, &vurl, None).await;
     admin.wait(&vurl, "volume", "status", None).await;
+    admin.send(Method::DELETE, &lburl, None).await;
+    admin
+        .wait(&lburl, "loadbalancer", "provisioning_status", None)
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let lost_until = Instant::now();
 
@@ -444,7 +471,8 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ended = Instant::now();
     let all: Vec<Captured> = captured.lock().unwrap().clone();
-    let ours = |c: &Captured| c.text.contains(&server) || c.text.contains(&volume);
+    let ours =
+        |c: &Captured| c.text.contains(&server) || c.text.contains(&volume) || c.text.contains(&lb);
     let all: Vec<Captured> = all.into_iter().filter(ours).collect();
     assert!(
         all.iter()
@@ -456,6 +484,7 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     // What the lossy store lost: every notification of the window.
     let lost = |c: &Captured| {
         [
+            "loadbalancer.delete",
             "power_off",
             "power_on",
             "volume.resize",
@@ -498,21 +527,38 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     );
 
     let options = ReconcileOptions {
-        resources: vec![ResourceType::Instance, ResourceType::Volume],
+        resources: vec![
+            ResourceType::Instance,
+            ResourceType::Volume,
+            ResourceType::LoadBalancer,
+        ],
         ..ReconcileOptions::default()
     };
     let outcome = reconcile(&*lossy, &cloud, &options).await.unwrap();
     assert_eq!(outcome.run.problems, None);
+    // The truth names volume types as the reconciled store now does.
+    let names: Vec<(String, String)> = lossy
+        .volume_type_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(!names.is_empty(), "cinder's volume types were listed");
+    truth
+        .record_volume_types(&names, Instant::now())
+        .await
+        .unwrap();
     let mine: Vec<(String, FactKind, Origin)> = outcome
         .changes
         .iter()
-        .filter(|p| p.fact.resource_id == server || p.fact.resource_id == volume)
+        .filter(|p| [&server, &volume, &lb].contains(&&p.fact.resource_id))
         .map(|p| (p.fact.resource_id.clone(), p.fact.kind, p.fact.origin))
         .collect();
     assert!(
         mine.contains(&(server.clone(), FactKind::Stopped, Origin::Reconciled))
             && mine.contains(&(server.clone(), FactKind::Started, Origin::Reconciled))
-            && mine.contains(&(volume.clone(), FactKind::Deleted, Origin::Estimated)),
+            && mine.contains(&(volume.clone(), FactKind::Deleted, Origin::Estimated))
+            && mine.contains(&(lb.clone(), FactKind::Deleted, Origin::Estimated)),
         "{mine:?}"
     );
     assert!(
@@ -569,10 +615,34 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
 
     // The volume: cinder cannot list deleted volumes, so its end is estimated at the gap's
     // start, never after the truth; its size change at the latest it can have been.
+    let truth_volume = billed(&*truth, &volume, &period).await;
     let estimated_volume = billed(&*lossy, &volume, &period).await;
+    assert_eq!(
+        estimated_volume.keys().collect::<Vec<_>>(),
+        truth_volume.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        estimated_volume
+            .keys()
+            .all(|p| !p.contains(&volume_type_id_of(&all))),
+        "products are named by the type's name: {estimated_volume:?}"
+    );
     for (product, seconds) in &estimated_volume {
         assert!(
             *seconds <= truth_volume[product] + 1e-6,
+            "{product}: {seconds} > truth"
+        );
+    }
+    // The load balancer: octavia lists no deleted ones either; estimated inside the gap.
+    let truth_lb = billed(&*truth, &lb, &period).await;
+    assert!(
+        !truth_lb.is_empty(),
+        "octavia's notifications were captured"
+    );
+    let estimated_lb = billed(&*lossy, &lb, &period).await;
+    for (product, seconds) in &estimated_lb {
+        assert!(
+            *seconds <= truth_lb[product] + 1e-6,
             "{product}: {seconds} > truth"
         );
     }
@@ -582,7 +652,7 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
         again
             .changes
             .iter()
-            .all(|p| p.fact.resource_id != server && p.fact.resource_id != volume),
+            .all(|p| ![&server, &volume, &lb].contains(&&p.fact.resource_id)),
         "{:?}",
         again.changes
     );
@@ -618,4 +688,17 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_and_cinder() {
     admin
         .call(Method::DELETE, &format!("{GLANCE}/images/{image}"), None)
         .await;
+}
+
+/// The volume type id cinder's notifications carried.
+fn volume_type_id_of(captured: &[Captured]) -> String {
+    captured
+        .iter()
+        .filter(|c| c.event_type.starts_with("volume."))
+        .find_map(|c| {
+            let outer: Value = serde_json::from_str(&c.text).ok()?;
+            let message: Value = serde_json::from_str(outer["oslo.message"].as_str()?).ok()?;
+            Some(message["payload"]["volume_type"].as_str()?.to_owned())
+        })
+        .expect("a volume notification with its type")
 }
