@@ -24,6 +24,10 @@ use steward_bench::workload::mixed_notification;
 
 mod reconcile;
 
+/// The allocator the `steward` binary uses, so in-process measurements (`reconcile`) match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Durable-ingest benchmarks for Steward (results go to stdout as JSON and text).
 #[derive(Debug, Parser)]
 struct Cli {

@@ -19,12 +19,12 @@ pub(crate) struct Known {
     pub presence: Presence,
     /// Run state at the end of the timeline (instances).
     pub status: Status,
-    /// Flavor name in force at the end (instances).
-    pub flavor_name: Option<String>,
+    /// Flavor name in force at the end (instances; shared among resources).
+    pub flavor_name: Option<std::sync::Arc<str>>,
     /// Size in force at the end (volumes, snapshots).
     pub size_gb: Option<u64>,
-    /// Volume type in force at the end (volumes).
-    pub volume_type: Option<String>,
+    /// Volume type in force at the end (volumes; shared among resources).
+    pub volume_type: Option<std::sync::Arc<str>>,
     /// The latest fact's time.
     pub last_fact_at: Option<Instant>,
     /// Every fact's kind and time (µs), for the idempotence check.
@@ -49,6 +49,18 @@ pub(crate) async fn known(
     types: &[ResourceType],
 ) -> Result<KnownMap, StoreError> {
     let mut map = KnownMap::new();
+    // A cloud has few flavors and volume types: each name is held once.
+    let mut names: std::collections::HashSet<std::sync::Arc<str>> = Default::default();
+    let mut intern = |name: Option<&str>| {
+        name.map(|n| match names.get(n) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: std::sync::Arc<str> = n.into();
+                names.insert(shared.clone());
+                shared
+            }
+        })
+    };
     let mut stream = store.resources_until(Instant(i64::MAX));
     while let Some(resource) = stream.next().await {
         let Some((resource_type, id, facts)) = crate::report::usage_facts(resource?) else {
@@ -64,17 +76,9 @@ pub(crate) async fn known(
         let known = Known {
             presence: last.presence,
             status: last.status,
-            flavor_name: last
-                .attributes
-                .get("flavor_name")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            flavor_name: intern(last.attributes.get("flavor_name").and_then(Value::as_str)),
             size_gb: last.attributes.get("size_gb").and_then(Value::as_u64),
-            volume_type: last
-                .attributes
-                .get("volume_type")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            volume_type: intern(last.attributes.get("volume_type").and_then(Value::as_str)),
             last_fact_at: facts.iter().map(|f| f.effective_at).max(),
             facts: facts
                 .iter()

@@ -23,7 +23,8 @@ use super::{Planned, estimate_attributes, instant};
 use crate::facts::{Fact, FactKind, Origin, ResourceType, TimeSource};
 use crate::time::Instant;
 
-/// One listed resource, in the terms the facts use.
+/// One listed resource, in the terms the facts use. Compact: its attributes are built only for
+/// the facts written ([`Listed::attributes`]), not for the whole listing.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Listed {
     pub resource_type: ResourceType,
@@ -37,122 +38,132 @@ pub(crate) struct Listed {
     pub billable: bool,
     /// Whether the listing shows it as deleted (octavia `DELETED`).
     pub gone: bool,
-    /// Attributes as the notification normalisers name them.
-    pub attributes: BTreeMap<String, Value>,
-}
-
-fn attributes<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
-    pairs
-        .into_iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    /// Size in GiB (volumes, snapshots).
+    pub size_gb: Option<u64>,
+    /// The volume type's id (volumes; its name where the API gives only that).
+    pub volume_type: Option<String>,
+    /// The other attributes, as the notification normalisers name them.
+    detail: Vec<(&'static str, String)>,
 }
 
 impl Listed {
     /// A cinder volume. Notifications carry the type's id, so the id is kept (the name where
     /// the API is older than 3.63 and gives only that).
-    pub fn volume(v: &Volume) -> Self {
+    pub fn volume(v: Volume) -> Self {
         let status = v.status.to_ascii_lowercase();
         Self {
             resource_type: ResourceType::Volume,
-            id: v.id.clone(),
-            project_id: v.project_id.clone(),
+            project_id: v.project_id,
             created_at: instant(v.created_at),
             updated_at: v.updated_at.map(instant),
             billable: !matches!(status.as_str(), "creating" | "error"),
             gone: false,
-            attributes: attributes([
-                ("size_gb", json!(v.size)),
-                (
-                    "volume_type",
-                    json!(v.volume_type_id.clone().or_else(|| v.volume_type.clone())),
-                ),
-                ("status", json!(v.status)),
-                ("created_at", json!(instant(v.created_at).to_rfc3339())),
-            ]),
+            size_gb: Some(v.size),
+            volume_type: v.volume_type_id.or(v.volume_type),
+            detail: vec![("status", v.status)],
+            id: v.id,
             status,
         }
     }
 
     /// A cinder snapshot.
-    pub fn snapshot(s: &Snapshot) -> Self {
+    pub fn snapshot(s: Snapshot) -> Self {
         let status = s.status.to_ascii_lowercase();
         Self {
             resource_type: ResourceType::Snapshot,
-            id: s.id.clone(),
-            project_id: s.project_id.clone(),
+            project_id: s.project_id,
             created_at: instant(s.created_at),
             updated_at: None,
             billable: !matches!(status.as_str(), "creating" | "error"),
             gone: false,
-            attributes: attributes([
-                ("size_gb", json!(s.size)),
-                ("volume_id", json!(s.volume_id)),
-                ("status", json!(s.status)),
-                ("created_at", json!(instant(s.created_at).to_rfc3339())),
-            ]),
+            size_gb: Some(s.size),
+            volume_type: None,
+            detail: vec![("volume_id", s.volume_id), ("status", s.status)],
+            id: s.id,
             status,
         }
     }
 
     /// A neutron floating IP (billed while allocated, whatever its status).
-    pub fn floating_ip(f: &FloatingIp) -> Self {
+    pub fn floating_ip(f: FloatingIp) -> Self {
         Self {
             resource_type: ResourceType::FloatingIp,
-            id: f.id.clone(),
-            project_id: f.project_id.clone(),
+            project_id: f.project_id,
             created_at: instant(f.created_at),
             updated_at: Some(instant(f.updated_at)),
-            status: f.status.clone(),
             billable: true,
             gone: false,
-            attributes: attributes([
-                ("floating_ip_address", json!(f.floating_ip_address)),
-                ("status", json!(f.status)),
-                ("created_at", json!(instant(f.created_at).to_rfc3339())),
-            ]),
+            size_gb: None,
+            volume_type: None,
+            detail: vec![
+                ("floating_ip_address", f.floating_ip_address),
+                ("status", f.status.clone()),
+            ],
+            id: f.id,
+            status: f.status,
         }
     }
 
     /// A neutron router.
-    pub fn router(r: &Router) -> Self {
+    pub fn router(r: Router) -> Self {
+        let mut detail = vec![("status", r.status.clone())];
+        detail.extend(r.name.map(|n| ("name", n)));
         Self {
             resource_type: ResourceType::Router,
-            id: r.id.clone(),
-            project_id: r.project_id.clone(),
+            project_id: r.project_id,
             created_at: instant(r.created_at),
             updated_at: None,
-            status: r.status.clone(),
             billable: true,
             gone: false,
-            attributes: attributes([
-                ("name", json!(r.name)),
-                ("status", json!(r.status)),
-                ("created_at", json!(instant(r.created_at).to_rfc3339())),
-            ]),
+            size_gb: None,
+            volume_type: None,
+            detail,
+            id: r.id,
+            status: r.status,
         }
     }
 
     /// An octavia load balancer.
-    pub fn load_balancer(lb: &LoadBalancer) -> Self {
+    pub fn load_balancer(lb: LoadBalancer) -> Self {
         let status = lb.provisioning_status.to_ascii_uppercase();
+        let detail = [
+            ("name", lb.name),
+            ("provider", lb.provider),
+            ("flavor_id", lb.flavor_id),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
         Self {
             resource_type: ResourceType::LoadBalancer,
-            id: lb.id.clone(),
-            project_id: lb.project_id.clone(),
+            project_id: lb.project_id,
             created_at: instant(lb.created_at),
             updated_at: lb.updated_at.map(instant),
             billable: !matches!(status.as_str(), "PENDING_CREATE" | "ERROR" | "DELETED"),
             gone: status == "DELETED",
-            attributes: attributes([
-                ("name", json!(lb.name)),
-                ("provider", json!(lb.provider)),
-                ("flavor_id", json!(lb.flavor_id)),
-                ("created_at", json!(instant(lb.created_at).to_rfc3339())),
-            ]),
+            size_gb: None,
+            volume_type: None,
+            detail,
+            id: lb.id,
             status,
         }
+    }
+
+    /// The attributes a fact about it carries.
+    pub fn attributes(&self) -> BTreeMap<String, Value> {
+        let mut attributes: BTreeMap<String, Value> = self
+            .detail
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        if let Some(size) = self.size_gb {
+            attributes.insert("size_gb".to_owned(), json!(size));
+        }
+        if let Some(t) = &self.volume_type {
+            attributes.insert("volume_type".to_owned(), json!(t));
+        }
+        attributes.insert("created_at".to_owned(), json!(self.created_at.to_rfc3339()));
+        attributes
     }
 
     fn fact(&self, kind: FactKind, at: Instant, attributes: BTreeMap<String, Value>) -> Fact {
@@ -177,7 +188,7 @@ impl Listed {
     /// The creation the listing dates.
     pub fn created(&self) -> Planned {
         Planned::new(
-            self.fact(FactKind::Created, self.created_at, self.attributes.clone()),
+            self.fact(FactKind::Created, self.created_at, self.attributes()),
             format!("listed ({}), created then", self.status),
         )
     }
@@ -207,7 +218,7 @@ impl Listed {
             .unwrap_or(listed_at)
             .max(not_before);
         let at = if grew { not_after } else { not_before };
-        let mut attributes = self.attributes.clone();
+        let mut attributes = self.attributes();
         attributes.extend(estimate_attributes(not_before, not_after));
         let mut fact = self.fact(kind, at, attributes);
         fact.origin = Origin::Estimated;

@@ -9,13 +9,15 @@
 //!
 //! One run:
 //! 1. lists servers (live, and changed since the previous run's listing, deleted ones
-//!    included), volumes, snapshots, floating IPs, routers and load balancers, page by page;
+//!    included), page by page;
 //! 2. summarises the store, one resource at a time ([`known`]);
-//! 3. reads the instance actions only of servers the store disagrees with, does not know, or
-//!    that changed while a gap was open ([`servers::why_look`]);
-//! 4. derives the facts those records state ([`servers`], [`listed`]) and keeps those the store
+//! 3. reads the instance actions only of servers the store disagrees with, does not know (or
+//!    whose creation it lacks), or that nova changed since the previous listing
+//!    ([`servers::why_look`]): the work follows the cloud's churn, not its size;
+//! 4. lists volumes (and their types), snapshots, floating IPs, routers and load balancers;
+//! 5. derives the facts those records state ([`servers`], [`listed`]) and keeps those the store
 //!    does not already hold;
-//! 5. commits each with its evidence (a raw record of source `reconcile`, kind
+//! 6. commits each with its evidence (a raw record of source `reconcile`, kind
 //!    `api_observation`, holding the API record it came from) and records the run.
 //!
 //! Invariants:
@@ -344,13 +346,14 @@ pub async fn reconcile<A: Api>(
         api.servers(Some(servers_since.to_datetime())),
     )
     .await;
-    let servers: Option<BTreeMap<String, Server>> = match (live.records, changed_servers.records) {
-        (Some(live), Some(changed)) => Some(
-            live.into_iter()
-                .chain(changed)
-                .map(|s| (s.id.clone(), s))
-                .collect(),
-        ),
+    // One record per server, sorted by id; where both listings have it, the changed one's.
+    let servers: Option<Vec<Server>> = match (live.records, changed_servers.records) {
+        (Some(live), Some(changed)) => {
+            let mut all: Vec<Server> = changed.into_iter().chain(live).collect();
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            all.dedup_by(|later, first| later.id == first.id);
+            Some(all)
+        }
         _ => None,
     };
     let servers_listed_at = changed_servers.done_at;
@@ -386,7 +389,7 @@ pub async fn reconcile<A: Api>(
         // the work is bounded by the churn, not by the cloud's size.
         let changed_since = Some(servers_since);
         let mut to_read = Vec::new();
-        for server in servers.values() {
+        for server in servers {
             let k = known.get(&(ResourceType::Instance, server.id.clone()));
             if let Some(why) = servers::why_look(server, k, changed_since) {
                 looked_at.push((server.id.clone(), why));
@@ -425,7 +428,7 @@ pub async fn reconcile<A: Api>(
         for ((t, id), k) in &known {
             if *t == ResourceType::Instance
                 && matches!(k.presence, Presence::Present | Presence::Undescribed)
-                && !servers.contains_key(id)
+                && servers.binary_search_by(|s| s.id.as_str().cmp(id)).is_err()
             {
                 let (lo, hi) = narrow_to_gaps(lower_bound(k, *t), servers_listed_at, &gaps);
                 let p = vanished(
@@ -455,7 +458,8 @@ pub async fn reconcile<A: Api>(
     .await;
     others.push((
         ResourceType::Volume,
-        l.records.map(|r| r.iter().map(Listed::volume).collect()),
+        l.records
+            .map(|r| r.into_iter().map(Listed::volume).collect()),
         l.done_at,
     ));
     let types = list(
@@ -480,7 +484,8 @@ pub async fn reconcile<A: Api>(
     .await;
     others.push((
         ResourceType::Snapshot,
-        l.records.map(|r| r.iter().map(Listed::snapshot).collect()),
+        l.records
+            .map(|r| r.into_iter().map(Listed::snapshot).collect()),
         l.done_at,
     ));
     let l = list(
@@ -493,7 +498,7 @@ pub async fn reconcile<A: Api>(
     others.push((
         ResourceType::FloatingIp,
         l.records
-            .map(|r| r.iter().map(Listed::floating_ip).collect()),
+            .map(|r| r.into_iter().map(Listed::floating_ip).collect()),
         l.done_at,
     ));
     let l = list(
@@ -505,7 +510,8 @@ pub async fn reconcile<A: Api>(
     .await;
     others.push((
         ResourceType::Router,
-        l.records.map(|r| r.iter().map(Listed::router).collect()),
+        l.records
+            .map(|r| r.into_iter().map(Listed::router).collect()),
         l.done_at,
     ));
     let l = list(
@@ -518,7 +524,7 @@ pub async fn reconcile<A: Api>(
     others.push((
         ResourceType::LoadBalancer,
         l.records
-            .map(|r| r.iter().map(Listed::load_balancer).collect()),
+            .map(|r| r.into_iter().map(Listed::load_balancer).collect()),
         l.done_at,
     ));
 
@@ -533,7 +539,7 @@ pub async fn reconcile<A: Api>(
             let k = known.get(&(*resource_type, item.id.clone()));
             let present =
                 k.filter(|k| matches!(k.presence, Presence::Present | Presence::Undescribed));
-            let evidence = || json!({"listed": item.attributes, "status": item.status});
+            let evidence = || json!({"listed": item.attributes(), "status": item.status});
             let candidate = match present {
                 _ if item.gone => present.map(|_| item.deleted()),
                 _ if !item.billable => None,
@@ -642,8 +648,7 @@ fn changed(
     lower_bound: impl Fn(&Known, ResourceType) -> Instant,
     listed_at: Instant,
 ) -> Option<Planned> {
-    let size = item.attributes.get("size_gb").and_then(Value::as_u64);
-    if let (Some(now), Some(before)) = (size, known.size_gb)
+    if let (Some(now), Some(before)) = (item.size_gb, known.size_gb)
         && now != before
     {
         return Some(item.changed(
@@ -654,8 +659,7 @@ fn changed(
             format!("listed with {now} GiB; store: {before} GiB"),
         ));
     }
-    let volume_type = item.attributes.get("volume_type").and_then(Value::as_str);
-    if let (Some(now), Some(before)) = (volume_type, known.volume_type.as_deref())
+    if let (Some(now), Some(before)) = (item.volume_type.as_deref(), known.volume_type.as_deref())
         && now != before
     {
         return Some(item.changed(

@@ -137,7 +137,7 @@ fn known(presence: Presence, status: Status, flavor: &str) -> Known {
     Known {
         presence,
         status,
-        flavor_name: Some(flavor.to_owned()),
+        flavor_name: Some(flavor.into()),
         size_gb: None,
         volume_type: None,
         last_fact_at: None,
