@@ -250,6 +250,25 @@ fn is_new(planned: &Fact, known: Option<&Known>) -> bool {
     true
 }
 
+/// One non-nova listing in the reconciler's terms: `None` when it failed or was not wanted.
+struct ListedType {
+    resource_type: ResourceType,
+    items: Option<Vec<Listed>>,
+    listed_at: Instant,
+}
+
+impl ListedType {
+    fn of<T>(resource_type: ResourceType, listing: Listing<T>, convert: fn(T) -> Listed) -> Self {
+        Self {
+            resource_type,
+            items: listing
+                .records
+                .map(|r| r.into_iter().map(convert).collect()),
+            listed_at: listing.done_at,
+        }
+    }
+}
+
 /// One listing's result: the records and when it completed, or the problem.
 struct Listing<T> {
     records: Option<Vec<T>>,
@@ -448,19 +467,18 @@ pub async fn reconcile<A: Api>(
 
     // The other listings come after nova's instance actions: openstack_sdk refuses compute
     // microversions after a lookup of a service the catalog lacks (a cloud without octavia).
-    let mut others: Vec<(ResourceType, Option<Vec<Listed>>, Instant)> = Vec::new();
-    let l = list(
+    let mut others: Vec<ListedType> = Vec::new();
+    let volumes = list(
         "volumes",
         wants(ResourceType::Volume),
         &mut problems,
         api.volumes(),
     )
     .await;
-    others.push((
+    others.push(ListedType::of(
         ResourceType::Volume,
-        l.records
-            .map(|r| r.into_iter().map(Listed::volume).collect()),
-        l.done_at,
+        volumes,
+        Listed::volume,
     ));
     let types = list(
         "volume types",
@@ -475,61 +493,32 @@ pub async fn reconcile<A: Api>(
         let names: Vec<(String, String)> = records.into_iter().map(|t| (t.id, t.name)).collect();
         store.record_volume_types(&names, types.done_at).await?;
     }
-    let l = list(
-        "snapshots",
-        wants(ResourceType::Snapshot),
-        &mut problems,
-        api.snapshots(),
-    )
-    .await;
-    others.push((
-        ResourceType::Snapshot,
-        l.records
-            .map(|r| r.into_iter().map(Listed::snapshot).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "floating IPs",
-        wants(ResourceType::FloatingIp),
-        &mut problems,
-        api.floating_ips(),
-    )
-    .await;
-    others.push((
-        ResourceType::FloatingIp,
-        l.records
-            .map(|r| r.into_iter().map(Listed::floating_ip).collect()),
-        l.done_at,
-    ));
-    let l = list(
-        "routers",
-        wants(ResourceType::Router),
-        &mut problems,
-        api.routers(),
-    )
-    .await;
-    others.push((
-        ResourceType::Router,
-        l.records
-            .map(|r| r.into_iter().map(Listed::router).collect()),
-        l.done_at,
-    ));
+    let t = ResourceType::Snapshot;
+    let l = list("snapshots", wants(t), &mut problems, api.snapshots()).await;
+    others.push(ListedType::of(t, l, Listed::snapshot));
+    let t = ResourceType::FloatingIp;
+    let l = list("floating IPs", wants(t), &mut problems, api.floating_ips()).await;
+    others.push(ListedType::of(t, l, Listed::floating_ip));
+    let t = ResourceType::Router;
+    let l = list("routers", wants(t), &mut problems, api.routers()).await;
+    others.push(ListedType::of(t, l, Listed::router));
+    let t = ResourceType::LoadBalancer;
     let l = list(
         "load balancers",
-        wants(ResourceType::LoadBalancer),
+        wants(t),
         &mut problems,
         api.load_balancers(),
     )
     .await;
-    others.push((
-        ResourceType::LoadBalancer,
-        l.records
-            .map(|r| r.into_iter().map(Listed::load_balancer).collect()),
-        l.done_at,
-    ));
+    others.push(ListedType::of(t, l, Listed::load_balancer));
 
     // 3–4. Everything else.
-    for (resource_type, listing, listed_at) in &others {
+    for ListedType {
+        resource_type,
+        items: listing,
+        listed_at,
+    } in &others
+    {
         let Some(listing) = listing else { continue };
         listed_types.insert(resource_type.as_str());
         resources_seen += listing.len() as i64;
