@@ -267,6 +267,39 @@ mod tests {
         fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
             unused()
         }
+        fn insert_closed_period<'a>(
+            &'a self,
+            _: &'a crate::store::ClosedPeriod,
+        ) -> StoreFuture<'a, bool> {
+            unused()
+        }
+        fn closed_period(
+            &self,
+            _: Instant,
+            _: Instant,
+        ) -> StoreFuture<'_, Option<crate::store::ClosedPeriod>> {
+            unused()
+        }
+        fn closed_periods(&self) -> StoreFuture<'_, Vec<crate::store::PeriodSummary>> {
+            unused()
+        }
+        fn insert_correction<'a>(
+            &'a self,
+            _: i64,
+            _: &'a crate::store::StoredCorrection,
+            _: i64,
+        ) -> StoreFuture<'a, bool> {
+            unused()
+        }
+        fn corrections(&self, _: i64) -> StoreFuture<'_, Vec<crate::store::StoredCorrection>> {
+            unused()
+        }
+        fn fact_count_before(&self, _: Instant) -> StoreFuture<'_, i64> {
+            unused()
+        }
+        fn mark_period_checked(&self, _: i64, _: i64) -> StoreFuture<'_, ()> {
+            unused()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -334,6 +334,59 @@ pub struct ReconcileRun {
     pub problems: Option<String>,
 }
 
+/// A closed billing period as stored (see `crate::close`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedPeriod {
+    /// Store id.
+    pub id: i64,
+    /// First instant of the period.
+    pub start: Instant,
+    /// First instant after it.
+    pub end: Instant,
+    /// When it was closed.
+    pub closed_at: Instant,
+    /// The closed report's content digest.
+    pub digest: String,
+    /// Canonical JSON of the product catalogue it was computed with.
+    pub catalogue: String,
+    /// Canonical JSON of the closed report (completeness statement included).
+    pub report: String,
+    /// Facts stored when it was last compared with the store.
+    pub facts_seen: i64,
+}
+
+/// A closed period without its report: what `status` lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeriodSummary {
+    /// First instant of the period.
+    pub start: Instant,
+    /// First instant after it.
+    pub end: Instant,
+    /// When it was closed.
+    pub closed_at: Instant,
+    /// The closed report's digest.
+    pub digest: String,
+    /// Corrections stored since.
+    pub corrections: i64,
+    /// The newest correction's digest.
+    pub latest_correction: Option<String>,
+}
+
+/// One stored correction of a closed period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCorrection {
+    /// 1 for the first correction of the period, then 2, …
+    pub sequence: i64,
+    /// When it was made.
+    pub created_at: Instant,
+    /// The correction's content digest.
+    pub digest: String,
+    /// Canonical JSON of the correction document (the delta).
+    pub correction: String,
+    /// Canonical JSON of the full recomputed report the correction leads to.
+    pub basis: String,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -419,6 +472,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'a, ()>;
     /// Volume type names by id.
     fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>>;
+    /// Stores a closed period unless that period is already closed (another replica, or an
+    /// earlier close); returns whether this call closed it. `period.id` is ignored.
+    fn insert_closed_period<'a>(&'a self, period: &'a ClosedPeriod) -> StoreFuture<'a, bool>;
+    /// The closed period `[start, end)`, if it is closed.
+    fn closed_period(&self, start: Instant, end: Instant) -> StoreFuture<'_, Option<ClosedPeriod>>;
+    /// Every closed period, newest first, without reports.
+    fn closed_periods(&self) -> StoreFuture<'_, Vec<PeriodSummary>>;
+    /// Stores a correction of closed period `period_id` unless one with its sequence exists
+    /// (another replica made it first), and records `facts_seen`; returns whether it was new.
+    fn insert_correction<'a>(
+        &'a self,
+        period_id: i64,
+        correction: &'a StoredCorrection,
+        facts_seen: i64,
+    ) -> StoreFuture<'a, bool>;
+    /// The corrections of closed period `period_id`, oldest first.
+    fn corrections(&self, period_id: i64) -> StoreFuture<'_, Vec<StoredCorrection>>;
+    /// Facts effective before `until` (what can change a period ending then).
+    fn fact_count_before(&self, until: Instant) -> StoreFuture<'_, i64>;
+    /// Records that closed period `period_id` matched the store when it held `facts_seen`
+    /// facts.
+    fn mark_period_checked(&self, period_id: i64, facts_seen: i64) -> StoreFuture<'_, ()>;
 }
 
 /// Opens an existing store for reading only: nothing is created or migrated, a missing store is

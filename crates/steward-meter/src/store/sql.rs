@@ -582,4 +582,167 @@ impl Store for SqlStore {
                 .map_err(StoreError::from)
         })
     }
+
+    fn insert_closed_period<'a>(
+        &'a self,
+        period: &'a super::ClosedPeriod,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query::<Any>(
+                "INSERT INTO closed_periods (period_start, period_end, closed_at, digest, \
+                 catalogue, report, facts_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (period_start, period_end) DO NOTHING",
+            )
+            .bind(period.start.micros())
+            .bind(period.end.micros())
+            .bind(period.closed_at.micros())
+            .bind(period.digest.clone())
+            .bind(period.catalogue.clone())
+            .bind(period.report.clone())
+            .bind(period.facts_seen)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn closed_period(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> StoreFuture<'_, Option<super::ClosedPeriod>> {
+        Box::pin(async move {
+            let row = sqlx::query::<Any>(
+                "SELECT id, period_start, period_end, closed_at, digest, catalogue, report, \
+                 facts_seen FROM closed_periods WHERE period_start = $1 AND period_end = $2",
+            )
+            .bind(start.micros())
+            .bind(end.micros())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|row| {
+                Ok(super::ClosedPeriod {
+                    id: row.try_get("id")?,
+                    start: Instant(row.try_get("period_start")?),
+                    end: Instant(row.try_get("period_end")?),
+                    closed_at: Instant(row.try_get("closed_at")?),
+                    digest: row.try_get("digest")?,
+                    catalogue: row.try_get("catalogue")?,
+                    report: row.try_get("report")?,
+                    facts_seen: row.try_get("facts_seen")?,
+                })
+            })
+            .transpose()
+            .map_err(|e: sqlx::Error| StoreError::from(e))
+        })
+    }
+
+    fn closed_periods(&self) -> StoreFuture<'_, Vec<super::PeriodSummary>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT p.period_start, p.period_end, p.closed_at, p.digest, \
+                 (SELECT COUNT(*) FROM period_corrections c WHERE c.period_id = p.id) AS n, \
+                 (SELECT c.digest FROM period_corrections c WHERE c.period_id = p.id \
+                  ORDER BY c.sequence DESC LIMIT 1) AS latest \
+                 FROM closed_periods p ORDER BY p.period_start DESC, p.period_end DESC",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(super::PeriodSummary {
+                        start: Instant(row.try_get("period_start")?),
+                        end: Instant(row.try_get("period_end")?),
+                        closed_at: Instant(row.try_get("closed_at")?),
+                        digest: row.try_get("digest")?,
+                        corrections: row.try_get("n")?,
+                        latest_correction: row.try_get("latest")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn insert_correction<'a>(
+        &'a self,
+        period_id: i64,
+        correction: &'a super::StoredCorrection,
+        facts_seen: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query::<Any>(
+                "INSERT INTO period_corrections (period_id, sequence, created_at, digest, \
+                 correction, basis) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (period_id, sequence) DO NOTHING",
+            )
+            .bind(period_id)
+            .bind(correction.sequence)
+            .bind(correction.created_at.micros())
+            .bind(correction.digest.clone())
+            .bind(correction.correction.clone())
+            .bind(correction.basis.clone())
+            .execute(&mut *tx)
+            .await?;
+            let new = done.rows_affected() == 1;
+            if new {
+                sqlx::query::<Any>("UPDATE closed_periods SET facts_seen = $1 WHERE id = $2")
+                    .bind(facts_seen)
+                    .bind(period_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    fn corrections(&self, period_id: i64) -> StoreFuture<'_, Vec<super::StoredCorrection>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT sequence, created_at, digest, correction, basis FROM period_corrections \
+                 WHERE period_id = $1 ORDER BY sequence",
+            )
+            .bind(period_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(super::StoredCorrection {
+                        sequence: row.try_get("sequence")?,
+                        created_at: Instant(row.try_get("created_at")?),
+                        digest: row.try_get("digest")?,
+                        correction: row.try_get("correction")?,
+                        basis: row.try_get("basis")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn fact_count_before(&self, until: Instant) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let row = sqlx::query::<Any>("SELECT COUNT(*) FROM facts WHERE effective_at < $1")
+                .bind(until.micros())
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
+    fn mark_period_checked(&self, period_id: i64, facts_seen: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Only forward: a slower replica must not move the mark back.
+            sqlx::query::<Any>(
+                "UPDATE closed_periods SET facts_seen = $1 WHERE id = $2 AND facts_seen < $1",
+            )
+            .bind(facts_seen)
+            .bind(period_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
 }

@@ -128,6 +128,7 @@ store_suite!(
     coverage_spans_records_quarantine_and_facts,
     reconcile_runs_round_trip_newest_first,
     volume_type_names_are_replaced_on_rename,
+    a_period_closes_once_and_each_correction_is_stored_once,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -957,4 +958,105 @@ async fn volume_type_names_are_replaced_on_rename(store: &SqlStore) {
     assert_eq!(names.len(), 2);
     assert_eq!(names["26f2c12d"], "ssd");
     assert_eq!(names["9a1b"], "hdd");
+}
+
+async fn a_period_closes_once_and_each_correction_is_stored_once(store: &SqlStore) {
+    use crate::store::{ClosedPeriod, StoredCorrection};
+    let closed = ClosedPeriod {
+        id: 0,
+        start: Instant(1_000),
+        end: Instant(2_000),
+        closed_at: Instant(3_000),
+        digest: "sha256:aa".to_owned(),
+        catalogue: "[]".to_owned(),
+        report: "{\"x\": 1}".to_owned(),
+        facts_seen: 5,
+    };
+    assert!(store.insert_closed_period(&closed).await.unwrap());
+    // A second close (another replica, later) does not replace the first.
+    let mut other = closed.clone();
+    other.digest = "sha256:bb".to_owned();
+    other.report = "{}".to_owned();
+    assert!(!store.insert_closed_period(&other).await.unwrap());
+    let stored = store
+        .closed_period(Instant(1_000), Instant(2_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.digest, "sha256:aa");
+    assert_eq!(stored.report, closed.report);
+    assert!(
+        store
+            .closed_period(Instant(1_000), Instant(2_001))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let correction = |sequence: i64, digest: &str| StoredCorrection {
+        sequence,
+        created_at: Instant(4_000 + sequence),
+        digest: digest.to_owned(),
+        correction: format!("{{\"n\": {sequence}}}"),
+        basis: "{}".to_owned(),
+    };
+    assert!(
+        store
+            .insert_correction(stored.id, &correction(1, "sha256:c1"), 7)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_correction(stored.id, &correction(1, "sha256:zz"), 9)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_correction(stored.id, &correction(2, "sha256:c2"), 8)
+            .await
+            .unwrap()
+    );
+    let list = store.corrections(stored.id).await.unwrap();
+    assert_eq!(
+        list.iter().map(|c| c.digest.as_str()).collect::<Vec<_>>(),
+        ["sha256:c1", "sha256:c2"]
+    );
+    // The mark only moves forward.
+    store.mark_period_checked(stored.id, 6).await.unwrap();
+    let row = store
+        .closed_period(Instant(1_000), Instant(2_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.facts_seen, 8);
+    store.mark_period_checked(stored.id, 11).await.unwrap();
+    let summary = store.closed_periods().await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].corrections, 2);
+    assert_eq!(summary[0].latest_correction.as_deref(), Some("sha256:c2"));
+    let row = store
+        .closed_period(Instant(1_000), Instant(2_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.facts_seen, 11);
+    // Facts before an instant are counted.
+    store
+        .commit(&[batch(vec![accepted(
+            "msg:p1",
+            vec![
+                fact("vm-1", FactKind::Created, 10),
+                fact("vm-1", FactKind::Deleted, 30),
+            ],
+        )])])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .fact_count_before(Instant(20 * 1_000_000))
+            .await
+            .unwrap(),
+        1
+    );
 }

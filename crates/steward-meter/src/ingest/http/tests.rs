@@ -402,6 +402,39 @@ impl Store for BrokenStore {
     fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
         broken()
     }
+    fn insert_closed_period<'a>(
+        &'a self,
+        _: &'a crate::store::ClosedPeriod,
+    ) -> StoreFuture<'a, bool> {
+        broken()
+    }
+    fn closed_period(
+        &self,
+        _: Instant,
+        _: Instant,
+    ) -> StoreFuture<'_, Option<crate::store::ClosedPeriod>> {
+        broken()
+    }
+    fn closed_periods(&self) -> StoreFuture<'_, Vec<crate::store::PeriodSummary>> {
+        broken()
+    }
+    fn insert_correction<'a>(
+        &'a self,
+        _: i64,
+        _: &'a crate::store::StoredCorrection,
+        _: i64,
+    ) -> StoreFuture<'a, bool> {
+        broken()
+    }
+    fn corrections(&self, _: i64) -> StoreFuture<'_, Vec<crate::store::StoredCorrection>> {
+        broken()
+    }
+    fn fact_count_before(&self, _: Instant) -> StoreFuture<'_, i64> {
+        broken()
+    }
+    fn mark_period_checked(&self, _: i64, _: i64) -> StoreFuture<'_, ()> {
+        broken()
+    }
 }
 
 /// Serves the ingest routes on a loopback port; returns the base URL.
