@@ -57,6 +57,51 @@ pub struct MeterConfig {
     /// The reconciler: backfills from the OpenStack APIs what the notifications lost.
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// Closing billing periods (calendar months, UTC) and correcting them.
+    #[serde(default)]
+    pub close: CloseConfig,
+}
+
+/// `meter.close`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloseConfig {
+    /// Close each calendar month automatically in `serve` once its grace has passed and a
+    /// reconciliation has run after it.
+    #[serde(default = "default_true")]
+    pub auto: bool,
+    /// Seconds after a month's end before it may close: late notifications, Ceilometer
+    /// posts and backfill arrive in it.
+    #[serde(default = "default_close_grace_secs")]
+    pub grace_secs: u64,
+    /// Close without a reconciliation after the grace (for a cloud without a reconciler): the
+    /// completeness statement then states every gap as unresolved.
+    #[serde(default)]
+    pub without_reconcile: bool,
+    /// Seconds between checks of closed periods for late facts (corrections).
+    #[serde(default = "default_close_check_interval_secs")]
+    pub check_interval_secs: u64,
+}
+
+impl Default for CloseConfig {
+    fn default() -> Self {
+        Self {
+            auto: true,
+            grace_secs: default_close_grace_secs(),
+            without_reconcile: false,
+            check_interval_secs: default_close_check_interval_secs(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_close_grace_secs() -> u64 {
+    86_400
+}
+fn default_close_check_interval_secs() -> u64 {
+    3_600
 }
 
 /// `meter.reconcile`.
@@ -475,6 +520,15 @@ impl MeterConfig {
         }
         if r.concurrency == 0 {
             bad("reconcile.concurrency", "must be at least 1");
+        }
+        if self.close.check_interval_secs < 60 {
+            bad("close.check_interval_secs", "must be at least 60");
+        }
+        if self.close.grace_secs > 31 * 86_400 {
+            bad(
+                "close.grace_secs",
+                "must be at most 31 days (2678400): a month could not close before the next one ended",
+            );
         }
         let a = &self.amqp;
         if !(a.url.expose().starts_with("amqp://") || a.url.expose().starts_with("amqps://")) {

@@ -39,6 +39,7 @@
 
 #![deny(missing_docs)]
 
+pub mod close;
 pub mod config;
 pub mod facts;
 pub mod fuzzing;
@@ -50,6 +51,8 @@ pub mod scrub;
 pub mod serve;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 pub mod usage;
 

@@ -43,6 +43,14 @@ pub const RECONCILE_RUNS: &str = "steward_reconcile_runs_total";
 pub const RECONCILE_FACTS: &str = "steward_reconcile_facts_total";
 /// When the last reconciler run finished that listed everything, Unix seconds.
 pub const RECONCILE_LAST_COMPLETE: &str = "steward_reconcile_last_complete_timestamp_seconds";
+/// Billing periods this process closed.
+pub const PERIODS_CLOSED: &str = "steward_periods_closed_total";
+/// Corrections of closed periods this process stored.
+pub const PERIOD_CORRECTIONS: &str = "steward_period_corrections_total";
+/// Ended periods past their grace that are not closed yet (awaiting a reconciliation).
+pub const PERIODS_AWAITING_CLOSE: &str = "steward_periods_awaiting_close";
+/// The end of the newest closed period, Unix seconds.
+pub const LAST_CLOSED_PERIOD_END: &str = "steward_last_closed_period_end_timestamp_seconds";
 /// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `408`, `413`, `503`).
 pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
 
@@ -92,6 +100,23 @@ pub fn describe() {
     describe_counter!(
         RECONCILE_FACTS,
         "Facts the reconciler wrote from the OpenStack APIs, by origin."
+    );
+    describe_counter!(
+        PERIODS_CLOSED,
+        "Billing periods this process closed (with a completeness statement)."
+    );
+    describe_counter!(
+        PERIOD_CORRECTIONS,
+        "Corrections of closed periods this process stored (facts that arrived after the close)."
+    );
+    describe_gauge!(
+        PERIODS_AWAITING_CLOSE,
+        "Ended periods past their grace that are not closed (awaiting a clean reconciliation)."
+    );
+    describe_gauge!(
+        LAST_CLOSED_PERIOD_END,
+        Unit::Seconds,
+        "The end of the newest closed billing period."
     );
     describe_gauge!(
         RECONCILE_LAST_COMPLETE,

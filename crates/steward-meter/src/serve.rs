@@ -145,12 +145,31 @@ pub async fn serve(
         catalogue: Arc::new(config.catalogue()),
         token: http.bearer_token.clone(),
     }));
+    let reconcile_now = config
+        .reconcile
+        .cloud
+        .as_ref()
+        .map(|_| Arc::new(tokio::sync::Notify::new()));
     let reconcile_task = config.reconcile.cloud.clone().map(|cloud| {
         tracing::info!(cloud = %cloud, every_secs = config.reconcile.interval_secs, "reconciler on");
         tokio::spawn(crate::ingest::reconcile::task::run_periodically(
             store.clone(),
             config.reconcile.clone(),
             cloud,
+            reconcile_now.clone().unwrap_or_default(),
+            shutdown.clone(),
+        ))
+    });
+    let close_task = config.close.auto.then(|| {
+        tracing::info!(
+            grace_secs = config.close.grace_secs,
+            "monthly period close on"
+        );
+        tokio::spawn(crate::close::task::run_periodically(
+            store.clone(),
+            config.close.clone(),
+            config.catalogue(),
+            reconcile_now.clone(),
             shutdown.clone(),
         ))
     });
@@ -168,6 +187,9 @@ pub async fn serve(
         let _ = task.await;
     }
     if let Some(task) = reconcile_task {
+        let _ = task.await;
+    }
+    if let Some(task) = close_task {
         let _ = task.await;
     }
     if let Some((heartbeat, downtime)) = heartbeat_task {
@@ -246,13 +268,28 @@ async fn get_report(
             return bad("as_of is not an RFC 3339 time like 2026-10-01T00:00:00Z".to_owned());
         }
     };
+    // A closed period answers with its closed report (a project's view of it), unless detail
+    // or a past instant is asked for: those are computed from the current facts.
+    let live = query.detail || query.as_of.is_some();
     let request = crate::report::ReportRequest {
         period,
         as_of,
         project: query.project,
         detail: query.detail,
     };
-    match crate::report::build_report(api.store.as_ref(), &request, &api.catalogue).await {
+    let report = async {
+        if !live
+            && let Some(closed) =
+                crate::close::closed_view(api.store.as_ref(), &period, request.project.as_deref())
+                    .await?
+        {
+            return Ok(closed);
+        }
+        crate::report::build_report(api.store.as_ref(), &request, &api.catalogue)
+            .await
+            .map_err(crate::close::CloseError::from)
+    };
+    match report.await {
         Ok(report) => (
             StatusCode::OK,
             [("content-type", "application/json")],

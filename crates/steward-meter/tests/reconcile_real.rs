@@ -5,7 +5,9 @@
 //! volume's extension and deletion (a broker restart, recorded as a gap). The reconciler, reading
 //! the real APIs, gives the lossy store the same bill to the second, except for the deletion no
 //! API dates, which it estimates inside the gap and never bills longer than the truth; the lost
-//! deletion arriving late makes the bills equal.
+//! deletion arriving late makes the bills equal. The window closes as a period after the
+//! reconciliation (its statement names the gap resolved, with the estimate's bounds), and the
+//! late deletion becomes one correction that changes the volume's lines only.
 //!
 //! Needs Keystone, Glance, nova, cinder and octavia on loopback and RabbitMQ's vhost `openstack`; fails
 //! loudly without them unless `STEWARD_TEST_SKIP_OPENSTACK_SERVICES=1` leaves it out.
@@ -24,11 +26,13 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use reqwest::Method;
 use serde_json::{Value, json};
+use steward_meter::close::correction::{CheckOutcome, check_period};
+use steward_meter::close::{CloseOptions, close_period};
 use steward_meter::facts::{FactKind, Origin, ResourceType};
 use steward_meter::ingest::amqp::decode_delivery;
 use steward_meter::ingest::reconcile::{ReconcileOptions, reconcile};
 use steward_meter::record::{Batch, Decoded, Source};
-use steward_meter::report::{ReportRequest, build_report};
+use steward_meter::report::{ReportRequest, Resolution, build_report};
 use steward_meter::scrub::Scrubber;
 use steward_meter::store::{self, Store};
 use steward_meter::time::Instant;
@@ -657,6 +661,89 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
         again.changes
     );
 
+    // The window closes as a period on that second run (it started at the period's end): the
+    // statement names the gap resolved, with the volume's estimate and its bounds, and the
+    // closed report bills every server as the notifications nova sent did.
+    let closing = Period::new(period.start, again.run.started_at).unwrap();
+    let close_options = CloseOptions {
+        now: Instant::now(),
+        grace_secs: 0,
+        without_reconcile: false,
+    };
+    let closed = close_period(&*lossy, &closing, &default_catalogue(), &close_options)
+        .await
+        .unwrap();
+    let statement = closed.report().completeness.clone().unwrap();
+    assert_eq!(statement.gaps.len(), 1, "{statement:#?}");
+    assert_eq!(statement.gaps[0].resolution, Resolution::Estimated);
+    assert!(
+        statement.gaps[0]
+            .estimates
+            .iter()
+            .any(|e| e.resource_id == volume && e.not_before >= lost_from),
+        "{statement:#?}"
+    );
+    assert_eq!(
+        statement.reconciliation.as_ref().unwrap().started_at,
+        again.run.started_at
+    );
+    let truth_report = build_report(
+        &*truth,
+        &ReportRequest {
+            period: closing,
+            as_of: closing.end,
+            project: None,
+            detail: false,
+        },
+        &default_catalogue(),
+    )
+    .await
+    .unwrap();
+    let instance_lines =
+        |r: &steward_meter::report::Report| -> BTreeMap<(Option<String>, String), f64> {
+            r.projects
+                .iter()
+                .flat_map(|p| {
+                    p.lines
+                        .iter()
+                        .filter(|l| l.product.starts_with("instance:"))
+                        .map(|l| {
+                            (
+                                (p.project_id.clone(), l.product.clone()),
+                                l.quantity.parse().unwrap(),
+                            )
+                        })
+                })
+                .collect()
+        };
+    let (want, got) = (
+        instance_lines(&truth_report),
+        instance_lines(closed.report()),
+    );
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (key, hours) in &want {
+        // Nova's action times and the notifications' differ by well under a second each.
+        assert!(
+            (got[key] - hours).abs() * 3600.0 <= 4.0,
+            "{key:?}: {} h, truth {hours} h",
+            got[key]
+        );
+    }
+    let closed_row = lossy
+        .closed_period(closing.start, closing.end)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        check_period(&*lossy, &closed_row, Instant::now())
+            .await
+            .unwrap(),
+        CheckOutcome::NothingNew
+    );
+
     // The lost deletion arrives late: the estimate yields to it.
     let late: Vec<Captured> = all
         .iter()
@@ -679,6 +766,34 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
         }
     }
     lossy.commit(&[batch]).await.unwrap();
+    // The closed period gets one correction, and it changes the volume's lines only.
+    let CheckOutcome::Corrected(correction) = check_period(&*lossy, &closed_row, Instant::now())
+        .await
+        .unwrap()
+    else {
+        panic!("the late deletion made no correction")
+    };
+    assert_eq!(correction.corrects, closed.report().content_digest);
+    let changed: Vec<&str> = correction
+        .projects
+        .iter()
+        .flat_map(|p| p.lines.iter().map(|l| l.product.as_str()))
+        .collect();
+    assert!(
+        !changed.is_empty() && changed.iter().all(|p| p.starts_with("volume:")),
+        "{correction:#?}"
+    );
+    let closed_row = lossy
+        .closed_period(closing.start, closing.end)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        check_period(&*lossy, &closed_row, Instant::now())
+            .await
+            .unwrap(),
+        CheckOutcome::NothingNew
+    );
     let after_late = billed(&*lossy, &volume, &period).await;
     let total = |m: &BTreeMap<String, f64>| m.values().sum::<f64>();
     assert!(

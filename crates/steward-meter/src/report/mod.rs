@@ -38,12 +38,14 @@ use crate::time::Instant;
 use crate::usage::catalogue::Product;
 use crate::usage::engine::{MICROS_PER_HOUR, Quantity, ResourceUsage, usage_by_owner};
 use crate::usage::period::Period;
-use crate::usage::timeline::{UsageFact, build};
+use crate::usage::timeline::{UsageFact, build, estimate_bounds, superseded};
 
 pub use csv::to_csv;
 pub use model::{
-    CoverageWindow, GapWindow, Generator, IntervalDetail, PeriodState, ProductTotal, ProjectUsage,
-    Report, ReportCoverage, ResourceDetail, ResourceProduct, UnknownUsage, UsageLine, Window,
+    Completeness, CoverageWindow, EstimateWindow, GapResolution, GapWindow, Generator,
+    IntervalDetail, PeriodState, ProductTotal, ProjectUsage, ReconcileEvidence, Report,
+    ReportCoverage, Resolution, ResourceDetail, ResourceProduct, SourceWatermark, UnknownUsage,
+    UsageLine, Window,
 };
 pub use table::to_table;
 
@@ -119,7 +121,7 @@ pub fn config_digest(catalogue: &[Product]) -> String {
     digest(&serde_json::to_value(catalogue).unwrap_or(Value::Null))
 }
 
-fn digest(value: &Value) -> String {
+pub(crate) fn digest(value: &Value) -> String {
     let text = serde_json::to_string(value).unwrap_or_default();
     let hash = Sha256::digest(text.as_bytes());
     format!(
@@ -176,7 +178,55 @@ pub async fn build_report(
     request: &ReportRequest,
     catalogue: &[Product],
 ) -> Result<Report, ReportError> {
+    Ok(build_with_evidence(store, request, catalogue).await?.0)
+}
+
+/// What a report's facts say about themselves, gathered while they stream past: the
+/// completeness statement of a closed period is made of it.
+#[derive(Debug, Default)]
+pub(crate) struct Evidence {
+    /// Estimated facts effective in the billed time that no exact fact supersedes.
+    pub estimates: Vec<EstimateWindow>,
+    /// Facts effective in the billed time, per origin.
+    pub origins: BTreeMap<String, u64>,
+}
+
+impl Evidence {
+    fn observe(
+        &mut self,
+        resource_type: ResourceType,
+        resource_id: &str,
+        facts: &[UsageFact],
+        billed: &Period,
+    ) {
+        for fact in facts {
+            if fact.effective_at < billed.start || fact.effective_at >= billed.end {
+                continue;
+            }
+            *self.origins.entry(fact.origin.clone()).or_default() += 1;
+            if fact.origin == "estimated" && !superseded(fact, facts) {
+                let (not_before, not_after) = estimate_bounds(&fact.attributes)
+                    .unwrap_or((fact.effective_at, fact.effective_at));
+                self.estimates.push(EstimateWindow {
+                    resource_type,
+                    resource_id: resource_id.to_owned(),
+                    kind: fact.kind.as_str().to_owned(),
+                    not_before,
+                    not_after,
+                });
+            }
+        }
+    }
+}
+
+/// [`build_report`], also gathering the [`Evidence`] of the facts it read.
+pub(crate) async fn build_with_evidence(
+    store: &dyn Store,
+    request: &ReportRequest,
+    catalogue: &[Product],
+) -> Result<(Report, Evidence), ReportError> {
     let mut projects: BTreeMap<Option<String>, ProjectReport> = BTreeMap::new();
+    let mut evidence = Evidence::default();
     let volume_types = store.volume_type_names().await?;
     if let Some(billed) = request.billed() {
         let mut stream = store.resources_until(billed.end);
@@ -185,6 +235,7 @@ pub async fn build_report(
                 if resource_type == ResourceType::Volume {
                     name_volume_types(&mut facts, &volume_types);
                 }
+                evidence.observe(resource_type, &resource_id, &facts, &billed);
                 add_resource(
                     &mut projects,
                     request,
@@ -201,7 +252,10 @@ pub async fn build_report(
         .gaps_overlapping(request.period.start, request.period.end)
         .await?;
     let coverage = store.coverage().await?;
-    Ok(assemble(request, catalogue, projects, &gaps, coverage))
+    Ok((
+        assemble(request, catalogue, projects, &gaps, coverage),
+        evidence,
+    ))
 }
 
 fn add_resource(
@@ -410,6 +464,7 @@ fn assemble(
             .collect(),
         projects,
         totals,
+        completeness: None,
     };
     report.content_digest = digest(&report.content());
     report
@@ -441,6 +496,11 @@ impl Report {
     /// The digest of the content.
     pub fn content_digest(&self) -> &str {
         &self.content_digest
+    }
+
+    /// Recomputes the content digest after the content changed (a close).
+    pub(crate) fn seal(&mut self) {
+        self.content_digest = digest(&self.content());
     }
 
     fn content(&self) -> Value {

@@ -51,6 +51,9 @@ pub struct Report {
     pub projects: Vec<ProjectUsage>,
     /// Per product and unit, the exact sum over all projects of the report.
     pub totals: Vec<ProductTotal>,
+    /// Only in a closed report: what it is complete against (see `crate::close`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completeness: Option<Completeness>,
 }
 
 /// The program that made a report.
@@ -247,4 +250,114 @@ pub struct ProductTotal {
     pub projects: u64,
     /// Distinct resources behind it.
     pub resources: u64,
+}
+
+/// The completeness statement of a closed report: what the store had heard when the period
+/// closed, how every gap overlapping the period was resolved, and where the facts came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Completeness {
+    /// When the period was closed.
+    pub closed_at: Instant,
+    /// The grace after the period's end that the close waited for.
+    pub grace_secs: u64,
+    /// `true` when every gap is resolved and the store's knowledge covers the whole period.
+    pub complete: bool,
+    /// The statement in words.
+    pub summary: String,
+    /// The reconciliation the close relied on (the newest clean one that started after the
+    /// period's end plus grace); `null` when the period was closed without one.
+    pub reconciliation: Option<ReconcileEvidence>,
+    /// Per source, how much it delivered and its watermark (its newest input).
+    pub sources: Vec<SourceWatermark>,
+    /// Every gap overlapping the period, with how it was resolved.
+    pub gaps: Vec<GapResolution>,
+    /// The estimated facts effective in the period that no exact fact replaced, with their
+    /// bounds.
+    pub estimates: Vec<EstimateWindow>,
+    /// Facts effective in the period, per origin (`notification`, `ceilometer`,
+    /// `reconciled`, `estimated`, …).
+    pub facts_by_origin: BTreeMap<String, u64>,
+}
+
+/// The reconciliation a close relied on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileEvidence {
+    /// When it began listing.
+    pub started_at: Instant,
+    /// When it had written its facts.
+    pub finished_at: Instant,
+    /// The resource types it listed completely.
+    pub listed: Vec<String>,
+    /// Resources the listings showed.
+    pub resources_seen: i64,
+    /// Facts it wrote.
+    pub facts_written: i64,
+}
+
+/// One source's delivery when the period closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceWatermark {
+    /// `amqp`, `http` or `reconcile`.
+    pub source: String,
+    /// Raw records stored from it (all time).
+    pub records: i64,
+    /// Facts stored from it (all time).
+    pub facts: i64,
+    /// When its newest input was received.
+    pub last_received_at: Option<Instant>,
+}
+
+/// How a gap was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// A clean reconciliation after the gap compared the APIs with the timelines; what it
+    /// found is dated exactly.
+    Reconciled,
+    /// As reconciled, but some of what the gap hid could only be dated between two bounds
+    /// (see `estimates`).
+    Estimated,
+    /// No clean reconciliation since the gap ended (or it is still open): usage the gap hid
+    /// may be missing.
+    Unresolved,
+}
+
+/// A gap overlapping a closed period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapResolution {
+    /// The source that was blind.
+    pub source: String,
+    /// Start.
+    pub start: Instant,
+    /// End; `null` when it was still open.
+    pub end: Option<Instant>,
+    /// Why it happened.
+    pub cause: String,
+    /// How it was resolved.
+    pub resolution: Resolution,
+    /// The start of the reconciliation that resolved it.
+    pub resolved_by_reconcile_at: Option<Instant>,
+    /// The estimates whose bounds overlap it.
+    pub estimates: Vec<EstimateWindow>,
+}
+
+/// An estimated fact: the change happened somewhere in `[not_before, not_after]`; it is billed
+/// as if at `not_before` (the earliest possible time, never more than was used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateWindow {
+    /// Resource type.
+    pub resource_type: ResourceType,
+    /// Resource id.
+    pub resource_id: String,
+    /// The fact kind (`deleted`, …).
+    pub kind: String,
+    /// Earliest possible time.
+    pub not_before: Instant,
+    /// Latest possible time.
+    pub not_after: Instant,
 }

@@ -171,7 +171,14 @@ fn state_line(report: &Report) -> String {
             "complete as of {} (late facts can still change it until the period is closed)",
             report.as_of
         ),
-        PeriodState::Closed => format!("closed (as of {})", report.as_of),
+        PeriodState::Closed => match &report.completeness {
+            Some(c) => format!(
+                "closed at {} as {}\ncompleteness: {} (`steward meter corrections` lists \
+                 what arrived since)",
+                c.closed_at, report.content_digest, c.summary
+            ),
+            None => format!("closed (as of {})", report.as_of),
+        },
     }
 }
 

@@ -1,42 +1,14 @@
 //! Report tests on a real SQLite store: determinism, filters, detail, gaps, snapshots.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::{PeriodState, Report, ReportRequest, build_report, to_csv, to_table};
-use crate::facts::{Fact, FactKind, Origin, ResourceType, TimeSource};
-use crate::record::{Accepted, Batch, RawRecord, RecordKind, Source};
+use crate::facts::{Fact, FactKind, ResourceType};
+use crate::record::Source;
 use crate::store::{SqlStore, Store};
-use crate::time::{Instant, parse_timestamp};
+use crate::test_support::{add, at, fact, store_with};
 use crate::usage::catalogue::default_catalogue;
 use crate::usage::period::Period;
-
-fn at(s: &str) -> Instant {
-    parse_timestamp(s).unwrap().unwrap()
-}
-
-fn fact(
-    rt: ResourceType,
-    id: &str,
-    project: &str,
-    kind: FactKind,
-    time: &str,
-    attrs: Value,
-) -> Fact {
-    Fact {
-        resource_type: rt,
-        resource_id: id.to_owned(),
-        project_id: Some(project.to_owned()),
-        user_id: None,
-        kind,
-        effective_at: at(time),
-        time_source: TimeSource::Payload,
-        origin: Origin::Notification,
-        event_type: "test".to_owned(),
-        attributes: attrs.as_object().unwrap().clone().into_iter().collect(),
-    }
-}
 
 fn scenario() -> Vec<Fact> {
     use FactKind as K;
@@ -126,49 +98,6 @@ fn scenario() -> Vec<Fact> {
             json!({}),
         ),
     ]
-}
-
-async fn store_with(facts: &[Fact]) -> (Arc<SqlStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
-        .await
-        .unwrap();
-    add(&store, facts, Instant(0)).await;
-    (Arc::new(store), dir)
-}
-
-/// Commits `facts`, each in its own record received at `received_at`.
-async fn add(store: &SqlStore, facts: &[Fact], received_at: Instant) {
-    let accepted = facts
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Accepted {
-            record: RawRecord {
-                dedup_key: format!("msg:{}", f.semantic_key()),
-                source: Source::Amqp,
-                kind: RecordKind::Notification,
-                message_id: Some(i.to_string()),
-                exchange: None,
-                routing_key: None,
-                envelope_version: None,
-                publisher_id: None,
-                event_type: None,
-                priority: None,
-                emitted_at: None,
-                received_at,
-                body: "{}".to_owned(),
-                scrubbed: None,
-            },
-            facts: vec![f.clone()],
-        })
-        .collect();
-    store
-        .commit(&[Batch {
-            accepted,
-            quarantined: vec![],
-        }])
-        .await
-        .unwrap();
 }
 
 /// The report of `request` under the default catalogue.

@@ -67,6 +67,32 @@ impl Quantity {
         }
     }
 
+    /// Reads what [`Quantity::exact`] wrote (`numerator/denominator`); `None` for anything
+    /// else or a zero denominator.
+    pub fn parse_exact(text: &str) -> Option<Quantity> {
+        let (n, d) = text.split_once('/')?;
+        let (numerator, denominator) = (n.parse().ok()?, d.parse().ok()?);
+        (denominator != 0).then_some(Quantity {
+            numerator,
+            denominator,
+        })
+    }
+
+    /// `self - other`, exactly.
+    pub fn minus(&self, other: Quantity) -> Quantity {
+        let mut out = *self;
+        out.add(Quantity {
+            numerator: -other.numerator,
+            denominator: other.denominator,
+        });
+        out
+    }
+
+    /// Whether the quantity is zero.
+    pub fn is_zero(&self) -> bool {
+        self.numerator == 0 || self.denominator == 0
+    }
+
     /// `numerator/denominator` in lowest terms.
     pub fn exact(&self) -> String {
         let g = gcd(self.numerator.abs(), self.denominator.abs()).max(1);

@@ -344,7 +344,7 @@ pub fn estimate_bounds(attributes: &BTreeMap<String, Value>) -> Option<(Instant,
 }
 
 /// Whether `fact` is an estimate that another fact of `facts` supersedes.
-fn superseded(fact: &UsageFact, facts: &[UsageFact]) -> bool {
+pub(crate) fn superseded(fact: &UsageFact, facts: &[UsageFact]) -> bool {
     if fact.origin != "estimated" {
         return false;
     }

@@ -48,8 +48,63 @@ pub(crate) enum MeterCommand {
     ///
     /// Deterministic: the same facts and catalogue give byte-identical output. Quantities are
     /// exact decimals (6 places, half to even); windows whose usage cannot be stated are listed
-    /// as unknown, never billed as zero. Also served as GET /v1/reports by `meter serve`.
+    /// as unknown, never billed as zero. A closed month shows its closed report, with its
+    /// completeness statement (`--live` recomputes it from the current facts instead). Also
+    /// served as GET /v1/reports by `meter serve`.
     Report(ReportArgs),
+    /// Close a billing month: its report over the whole month, with a completeness statement,
+    /// stored once and never changed.
+    ///
+    /// A month can close once meter.close.grace_secs (default one day) have passed after its
+    /// end and a reconciliation without problems has started after that; when a cloud is
+    /// configured (meter.reconcile.cloud or --os-cloud) and none has, one runs first. The
+    /// statement lists the sources and their watermarks, every gap overlapping the month and
+    /// how it was resolved (reconciled, estimated with bounds, unresolved), and the facts per
+    /// origin. Closing a closed month changes nothing and prints what it closed as. Facts that
+    /// arrive later become corrections (`steward meter corrections`). `meter serve` closes
+    /// months itself (meter.close.auto).
+    ///
+    /// Exit status: 0 closed (now or before), 1 cannot close yet (grace not over, or no
+    /// reconciliation after it), 2 could not run.
+    Close(CloseArgs),
+    /// Show what facts arriving after a month closed changed: corrections, each naming the
+    /// closed report's digest and carrying only the delta.
+    ///
+    /// With --update, closed months are first compared with the current facts and a
+    /// correction is stored where their usage changed (`meter serve` does this every
+    /// meter.close.check_interval_secs).
+    Corrections(CorrectionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CloseArgs {
+    /// The month to close, e.g. 2026-11 (UTC).
+    #[arg(long, value_name = "YYYY-MM")]
+    period: String,
+    /// The cloud to reconcile with first (default: meter.reconcile.cloud).
+    #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+    os_cloud: Option<String>,
+    /// Close without a reconciliation after the grace: the statement then says the gaps are
+    /// unresolved (for a cloud without a reconciler).
+    #[arg(long)]
+    without_reconcile: bool,
+    /// Output format (json: the closed report).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CorrectionsArgs {
+    /// Only this month (default: every closed month).
+    #[arg(long, value_name = "YYYY-MM")]
+    period: Option<String>,
+    /// Compare closed months with the current facts first, and store a correction where
+    /// usage changed.
+    #[arg(long)]
+    update: bool,
+    /// Output format (json: the correction documents).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
 }
 
 #[derive(Debug, Args)]
@@ -64,11 +119,15 @@ pub(crate) struct ReportArgs {
     /// End of an explicit period (RFC 3339, exclusive).
     #[arg(long, requires = "from", value_name = "TIME")]
     to: Option<String>,
-    /// The instant the report describes (RFC 3339; default: now). Usage is billed up to it
-    /// and facts committed after it are left out, so a past `--as-of` reproduces the answer
-    /// given then.
+    /// The instant the report describes (RFC 3339; default: now). Usage is billed up to it;
+    /// facts that arrived later but describe earlier times are included (that is what late
+    /// means), so an `--as-of` in a closed month needs --live.
     #[arg(long, value_name = "TIME")]
     as_of: Option<String>,
+    /// Compute the report from the current facts even when the month is closed (the closed
+    /// report is the default for a closed month).
+    #[arg(long)]
+    live: bool,
     /// Only this project.
     #[arg(long, value_name = "ID")]
     project: Option<String>,
@@ -149,10 +208,12 @@ impl MeterCommand {
         match self {
             Self::Serve => serve(config).await,
             Self::Migrate => migrate(&config).await,
-            Self::Status(args) => status(&open(&config).await?, args.output).await,
+            Self::Status(args) => status(&open(&config).await?, &config, args.output).await,
             Self::Gaps(args) => gaps(&open(&config).await?, args.limit, args.out.output).await,
             Self::Report(args) => report(&config, args).await,
             Self::Reconcile(args) => reconcile(&config, args).await,
+            Self::Close(args) => close(&config, args).await,
+            Self::Corrections(args) => corrections(&config, args).await,
             Self::Quarantine(QuarantineCommand::List { limit, out }) => {
                 quarantine_list(&open(&config).await?, limit, out.output).await
             }
@@ -246,6 +307,38 @@ async fn wait_for_signal() {
     }
 }
 
+/// Opens the store to write to it (created and migrated), holding the SQLite writer lock;
+/// `read_only` opens it for reading only.
+async fn open_for_writing(
+    config: &Config,
+    read_only: bool,
+) -> anyhow::Result<(std::sync::Arc<dyn Store>, Option<store::WriterLock>)> {
+    let url = config.meter.store.url.expose();
+    let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
+    // Writing needs the store created and migrated, and (SQLite) no `serve` writing to it.
+    let lock = if !read_only && url.starts_with("sqlite:") {
+        Some(store::lock_writer(url).with_context(|| {
+            "the store is in use (is `steward meter serve` running on it? it reconciles and \
+             closes periods itself)"
+        })?)
+    } else {
+        None
+    };
+    let store = if read_only {
+        store::open_read_only(url, timeout).await
+    } else {
+        store::open_with_timeout(url, timeout).await
+    }
+    .with_context(|| format!("opening store {}", store::redact_url(url)))?;
+    Ok((store, lock))
+}
+
+async fn connect_cloud(config: &Config, name: &str) -> anyhow::Result<steward_cloud::Cloud> {
+    steward_cloud::Cloud::connect(name, config.meter.reconcile.clouds_file.as_deref())
+        .await
+        .with_context(|| format!("connecting to cloud {name}"))
+}
+
 async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     init_logging(config);
     let settings = &config.meter.reconcile;
@@ -255,26 +348,8 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
              meter.reconcile.cloud in the configuration"
         );
     };
-    let url = config.meter.store.url.expose();
-    let timeout = std::time::Duration::from_secs(config.meter.store.connect_timeout_secs.max(1));
-    // Writing needs the store created and migrated, and (SQLite) no `serve` writing to it.
-    let _lock = if !args.dry_run && url.starts_with("sqlite:") {
-        Some(store::lock_writer(url).with_context(|| {
-            "the store is in use (is `steward meter serve` running on it? it runs the reconciler \
-             itself when meter.reconcile.cloud is set)"
-        })?)
-    } else {
-        None
-    };
-    let store = if args.dry_run {
-        store::open_read_only(url, timeout).await
-    } else {
-        store::open_with_timeout(url, timeout).await
-    }
-    .with_context(|| format!("opening store {}", store::redact_url(url)))?;
-    let cloud = steward_cloud::Cloud::connect(&cloud_name, settings.clouds_file.as_deref())
-        .await
-        .with_context(|| format!("connecting to cloud {cloud_name}"))?;
+    let (store, _lock) = open_for_writing(config, args.dry_run).await?;
+    let cloud = connect_cloud(config, &cloud_name).await?;
     let options = settings.options(args.dry_run);
     let every = std::time::Duration::from_secs(settings.interval_secs.max(60));
     loop {
@@ -294,6 +369,227 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
             _ = wait_for_signal() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+async fn close(config: &Config, args: CloseArgs) -> anyhow::Result<ExitCode> {
+    use steward_meter::close::{CloseError, CloseOptions, CloseOutcome, close_period};
+    init_logging(config);
+    let period = steward_meter::usage::period::Period::month(&args.period)?;
+    let (store, _lock) = open_for_writing(config, false).await?;
+    let catalogue = config.meter.catalogue();
+    let options = CloseOptions {
+        now: steward_meter::time::Instant::now(),
+        grace_secs: config.meter.close.grace_secs,
+        without_reconcile: args.without_reconcile || config.meter.close.without_reconcile,
+    };
+    let mut outcome = close_period(store.as_ref(), &period, &catalogue, &options).await;
+    if let Err(CloseError::AwaitingReconcile { .. }) = &outcome {
+        let cloud_name = args
+            .os_cloud
+            .clone()
+            .or_else(|| config.meter.reconcile.cloud.clone());
+        if let Some(cloud_name) = cloud_name {
+            eprintln!("reconciling with cloud {cloud_name} before the close …");
+            let cloud = connect_cloud(config, &cloud_name).await?;
+            let run = steward_meter::ingest::reconcile::reconcile(
+                store.as_ref(),
+                &cloud,
+                &config.meter.reconcile.options(false),
+            )
+            .await
+            .context("reconciling before the close")?;
+            print_reconcile(&run, false, Format::Table)?;
+            let options = CloseOptions {
+                now: steward_meter::time::Instant::now(),
+                ..options
+            };
+            outcome = close_period(store.as_ref(), &period, &catalogue, &options).await;
+        }
+    }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e @ (CloseError::TooEarly { .. } | CloseError::AwaitingReconcile { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).context(format!("closing {}", args.period)),
+    };
+    let report = outcome.report();
+    if args.output == Format::Json {
+        output::print(&report.json())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = match &outcome {
+        CloseOutcome::Closed(_) => "closed",
+        CloseOutcome::AlreadyClosed(_) => "was already closed; nothing changed",
+    };
+    let mut text = format!("{} {verb}: {}\n", args.period, report.content_digest);
+    text.push_str(&completeness_text(report));
+    output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The completeness statement of a closed report, for a person.
+fn completeness_text(report: &steward_meter::report::Report) -> String {
+    let Some(c) = &report.completeness else {
+        return String::new();
+    };
+    let mut text = format!("closed at {}: {}\n", c.closed_at, c.summary);
+    if !c.gaps.is_empty() {
+        let mut rows = vec![
+            [
+                "SOURCE",
+                "FROM",
+                "TO",
+                "RESOLUTION",
+                "RECONCILED AT",
+                "ESTIMATES",
+                "CAUSE",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for g in &c.gaps {
+            rows.push(vec![
+                g.source.clone(),
+                g.start.to_rfc3339(),
+                time_or_dash(g.end),
+                serde_json::to_value(g.resolution)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                time_or_dash(g.resolved_by_reconcile_at),
+                g.estimates.len().to_string(),
+                g.cause.clone(),
+            ]);
+        }
+        text.push_str(&output::table(&rows));
+    }
+    for e in &c.estimates {
+        text.push_str(&format!(
+            "estimated: {} {} {} between {} and {}\n",
+            e.resource_type.as_str(),
+            e.resource_id,
+            e.kind,
+            e.not_before,
+            e.not_after
+        ));
+    }
+    text
+}
+
+async fn corrections(config: &Config, args: CorrectionsArgs) -> anyhow::Result<ExitCode> {
+    use steward_meter::close::correction::{CheckOutcome, check_period, stored_correction};
+    let (store, _lock) = if args.update {
+        init_logging(config);
+        open_for_writing(config, false).await?
+    } else {
+        (open(config).await?, None)
+    };
+    let wanted = args
+        .period
+        .as_deref()
+        .map(steward_meter::usage::period::Period::month)
+        .transpose()?;
+    let mut periods = store
+        .closed_periods()
+        .await
+        .context("reading closed periods")?;
+    if let Some(p) = &wanted {
+        periods.retain(|c| c.start == p.start && c.end == p.end);
+        if periods.is_empty() {
+            anyhow::bail!(
+                "{} is not closed (see `steward meter status`; `steward meter close --period {0}` closes it)",
+                args.period.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let mut all = Vec::new();
+    let mut text = String::new();
+    for summary in periods.iter().rev() {
+        let label = steward_meter::close::period_label(&steward_meter::usage::period::Period {
+            start: summary.start,
+            end: summary.end,
+        });
+        let Some(closed) = store
+            .closed_period(summary.start, summary.end)
+            .await
+            .context("reading a closed period")?
+        else {
+            continue;
+        };
+        if args.update {
+            let found = check_period(store.as_ref(), &closed, steward_meter::time::Instant::now())
+                .await
+                .with_context(|| format!("checking {label} for late facts"))?;
+            let said = match found {
+                CheckOutcome::NothingNew => "no late facts".to_owned(),
+                CheckOutcome::Unchanged => "late facts, usage unchanged".to_owned(),
+                CheckOutcome::Corrected(c) => format!("correction {} stored", c.sequence),
+                CheckOutcome::CorrectedElsewhere => "corrected by another writer".to_owned(),
+            };
+            text.push_str(&format!("{label}: {said}\n"));
+        }
+        let stored = store
+            .corrections(closed.id)
+            .await
+            .context("reading corrections")?;
+        text.push_str(&format!(
+            "{label}: closed at {} as {}; {} correction(s)\n",
+            closed.closed_at,
+            closed.digest,
+            stored.len()
+        ));
+        for s in &stored {
+            let c = stored_correction(s)
+                .with_context(|| format!("reading correction {} of {label}", s.sequence))?;
+            text.push_str(&format!(
+                "  #{} at {} {} (previous {})\n",
+                c.sequence,
+                c.as_of,
+                c.content_digest,
+                c.previous.as_deref().unwrap_or(&c.corrects)
+            ));
+            for p in &c.projects {
+                let project = p.project_id.as_deref().unwrap_or("(no project)");
+                for l in &p.lines {
+                    text.push_str(&format!(
+                        "    {project} {} {} {}\n",
+                        l.product, l.quantity, l.unit
+                    ));
+                }
+                for u in &p.unknown_added {
+                    text.push_str(&format!(
+                        "    {project} now unknown: {} {} {}..{} ({})\n",
+                        u.resource_type.as_str(),
+                        u.resource_id,
+                        u.start,
+                        u.end,
+                        u.reason
+                    ));
+                }
+                for u in &p.unknown_removed {
+                    text.push_str(&format!(
+                        "    {project} now known: {} {} {}..{}\n",
+                        u.resource_type.as_str(),
+                        u.resource_id,
+                        u.start,
+                        u.end
+                    ));
+                }
+            }
+            all.push(c);
+        }
+    }
+    if args.output == Format::Json {
+        output::json(&all)?;
+    } else {
+        if periods.is_empty() {
+            text.push_str("no period is closed yet\n");
+        }
+        output::print(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_reconcile(
@@ -360,8 +656,21 @@ fn time_or_dash(t: Option<steward_meter::time::Instant>) -> String {
     t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".to_owned())
 }
 
-async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Result<ExitCode> {
+async fn status(
+    store: &std::sync::Arc<dyn Store>,
+    config: &Config,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    use steward_meter::close::task::{PeriodStanding, standings};
     let summary = store.status().await.context("reading status")?;
+    let periods = standings(
+        store.as_ref(),
+        &config.meter.close,
+        steward_meter::time::Instant::now(),
+        4,
+    )
+    .await
+    .context("reading period states")?;
     let recent_gaps = store.gaps(5).await.context("reading gaps")?;
     let runs = store
         .reconcile_runs(1000)
@@ -374,6 +683,14 @@ async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Re
             "summary": summary,
             "recent_gaps": gaps,
             "last_reconcile": last_reconcile,
+            "periods": periods
+                .iter()
+                .map(|(period, standing)| {
+                    let mut v = serde_json::to_value(standing).unwrap_or_default();
+                    v["period"] = serde_json::Value::String(period.clone());
+                    v
+                })
+                .collect::<Vec<_>>(),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -427,6 +744,21 @@ async fn status(store: &std::sync::Arc<dyn Store>, format: Format) -> anyhow::Re
                 .unwrap_or_default()
         )),
         None => text.push_str("last reconcile: never\n"),
+    }
+    for (period, standing) in &periods {
+        let said = match standing {
+            PeriodStanding::Open => "open".to_owned(),
+            PeriodStanding::InGrace { closes_from } => format!("over; closes from {closes_from}"),
+            PeriodStanding::AwaitingReconcile { closes_from } => format!(
+                "awaiting a reconciliation that starts after {closes_from} before it can close"
+            ),
+            PeriodStanding::Closed {
+                closed_at,
+                digest,
+                corrections,
+            } => format!("closed at {closed_at} as {digest}; {corrections} correction(s)"),
+        };
+        text.push_str(&format!("period {period}: {said}\n"));
     }
     if !recent_gaps.is_empty() {
         text.push_str("\nrecent gaps (steward meter gaps lists all):\n");
@@ -604,9 +936,26 @@ async fn report(config: &Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
         project: args.project,
         detail: args.detail,
     };
-    let report = build_report(store.as_ref(), &request, &config.meter.catalogue())
-        .await
-        .context("building the report")?;
+    let closed = if args.live {
+        None
+    } else {
+        steward_meter::close::closed_view(store.as_ref(), &period, request.project.as_deref())
+            .await
+            .context("reading the closed report")?
+    };
+    if closed.is_some() && (args.detail || args.as_of.is_some()) {
+        anyhow::bail!(
+            "{} is closed: its report is stored without detail and as of its close; add --live \
+             to compute it from the current facts",
+            steward_meter::close::period_label(&period)
+        );
+    }
+    let report = match closed {
+        Some(report) => report,
+        None => build_report(store.as_ref(), &request, &config.meter.catalogue())
+            .await
+            .context("building the report")?,
+    };
     output::print(&match args.output {
         ReportFormat::Json => report.json(),
         ReportFormat::Csv => to_csv(&report),

@@ -1,6 +1,7 @@
-//! The reconciler inside `steward meter serve`: a run at start, every `interval_secs`, and
+//! The reconciler inside `steward meter serve`: a run at start, every `interval_secs`,
 //! shortly after a gap closes (when the notifications the source missed are lost for good and
-//! the ones that were in flight have been committed).
+//! the ones that were in flight have been committed), and when a period past its grace awaits
+//! its close (`crate::close::task`).
 //!
 //! Several replicas may run it: runs are idempotent and every fact is keyed semantically, so
 //! two replicas reconciling at once write each fact once.
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::{Outcome, reconcile};
 use crate::config::ReconcileConfig;
@@ -26,6 +27,7 @@ pub async fn run_periodically(
     store: Arc<dyn Store>,
     config: ReconcileConfig,
     cloud_name: String,
+    run_now: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = Duration::from_secs(config.interval_secs.max(60));
@@ -36,6 +38,10 @@ pub async fn run_periodically(
         tokio::select! {
             _ = tokio::time::sleep_until(next_run.min(tokio::time::Instant::now() + GAP_POLL)) => {}
             _ = shutdown.changed() => {}
+            _ = run_now.notified() => {
+                tracing::info!("a period awaits its close: reconciling now");
+                next_run = tokio::time::Instant::now();
+            }
         }
         if *shutdown.borrow() {
             return;

@@ -1,0 +1,83 @@
+//! Helpers shared by the unit tests of the report, close and correction modules: facts built
+//! in one line and a real SQLite store in a temporary folder.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::facts::{Fact, FactKind, Origin, ResourceType, TimeSource};
+use crate::record::{Accepted, Batch, RawRecord, RecordKind, Source};
+use crate::store::{SqlStore, Store};
+use crate::time::{Instant, parse_timestamp};
+
+/// An RFC 3339 time.
+pub(crate) fn at(s: &str) -> Instant {
+    parse_timestamp(s).unwrap().unwrap()
+}
+
+/// A notification fact of `project`.
+pub(crate) fn fact(
+    rt: ResourceType,
+    id: &str,
+    project: &str,
+    kind: FactKind,
+    time: &str,
+    attrs: Value,
+) -> Fact {
+    Fact {
+        resource_type: rt,
+        resource_id: id.to_owned(),
+        project_id: Some(project.to_owned()),
+        user_id: None,
+        kind,
+        effective_at: at(time),
+        time_source: TimeSource::Payload,
+        origin: Origin::Notification,
+        event_type: "test".to_owned(),
+        attributes: attrs.as_object().unwrap().clone().into_iter().collect(),
+    }
+}
+
+/// A SQLite store in a temporary folder holding `facts`.
+pub(crate) async fn store_with(facts: &[Fact]) -> (Arc<SqlStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .unwrap();
+    add(&store, facts, Instant(0)).await;
+    (Arc::new(store), dir)
+}
+
+/// Commits `facts`, each in its own record received at `received_at`.
+pub(crate) async fn add(store: &SqlStore, facts: &[Fact], received_at: Instant) {
+    let accepted = facts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Accepted {
+            record: RawRecord {
+                dedup_key: format!("msg:{}", f.semantic_key()),
+                source: Source::Amqp,
+                kind: RecordKind::Notification,
+                message_id: Some(i.to_string()),
+                exchange: None,
+                routing_key: None,
+                envelope_version: None,
+                publisher_id: None,
+                event_type: None,
+                priority: None,
+                emitted_at: None,
+                received_at,
+                body: "{}".to_owned(),
+                scrubbed: None,
+            },
+            facts: vec![f.clone()],
+        })
+        .collect();
+    store
+        .commit(&[Batch {
+            accepted,
+            quarantined: vec![],
+        }])
+        .await
+        .unwrap();
+}
