@@ -28,29 +28,19 @@ use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use reqwest::Method;
 use serde_json::{Value, json};
-use steward_meter::close::{CloseOptions, close_period};
 use steward_meter::config::MeterConfig;
 use steward_meter::ingest::reconcile::{ReconcileOptions, reconcile};
 use steward_meter::report::Resolution;
 use steward_meter::store;
 use steward_meter::time::Instant;
-use steward_meter::usage::catalogue::default_catalogue;
 use steward_meter::usage::period::Period;
 use support::{
-    Admin, BROKER, Captured, GLANCE, NOVA, OCTAVIA, billed, capture, skipped, store_of,
-    tiny_flavor_and_image,
+    Admin, BROKER, Captured, GLANCE, NOVA, billed, capture, close_now, free_port, skipped,
+    store_of, tiny_flavor_and_image,
 };
 use tokio::sync::watch;
 
 const NEUTRON: &str = "http://127.0.0.1:9696/v2.0";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `serve`, in process.
 struct Serve {
@@ -91,6 +81,52 @@ async fn wait_for_fact(url: &str, id: &str, kind: &str) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("serve never stored {kind} of {id}");
+}
+
+/// Waits until the store holds a gap `wanted` and a reconciliation resolved it (serve's
+/// reconciler runs 30 s after a gap closes); returns the gap and when it was resolved.
+async fn wait_for_resolved_gap(
+    url: &str,
+    wanted: impl Fn(&steward_meter::record::Gap) -> bool,
+) -> (steward_meter::record::Gap, Instant) {
+    for _ in 0..180 {
+        let store = store::open_read_only(url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let gaps = store.gaps(100).await.unwrap();
+        let runs = store.reconcile_runs(100).await.unwrap();
+        if let Some(gap) = gaps.iter().find(|g| wanted(g))
+            && let Some(at) = steward_meter::ingest::reconcile::gap_resolved_at(gap, &runs)
+        {
+            return (gap.clone(), at);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("serve recorded no such gap, or no reconciliation resolved it");
+}
+
+/// The reconciliation before a close (as `steward meter close` runs one), then the close of
+/// `[began, its start)`.
+async fn reconcile_and_close(
+    store: &dyn steward_meter::store::Store,
+    cloud: &steward_cloud::Cloud,
+    config: &MeterConfig,
+    began: Instant,
+) -> (
+    ReconcileOptions,
+    steward_meter::ingest::reconcile::Outcome,
+    Period,
+    steward_meter::close::CloseOutcome,
+) {
+    let options = ReconcileOptions {
+        resources: config.reconcile.options(false).resources,
+        ..ReconcileOptions::default()
+    };
+    let last = reconcile(store, cloud, &options).await.unwrap();
+    assert_eq!(last.run.problems, None);
+    let period = Period::new(began, last.run.started_at).unwrap();
+    let closed = close_now(store, &period).await;
+    (options, last, period, closed)
 }
 
 async fn server(admin: &Admin, name: &str, flavor: &str, image: &str) -> String {
@@ -227,19 +263,7 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
     // Seen by Steward: servers in A and B, a volume in B, a floating IP and an LB in A.
     let a1 = server(&a, "steward-e2e-a1", &flavor, &image).await;
     let b1 = server(&b, "steward-e2e-b1", &flavor, &image).await;
-    let cinder_b = format!("http://127.0.0.1:8776/v3/{}", b.project);
-    let volume = b
-        .call(
-            Method::POST,
-            &format!("{cinder_b}/volumes"),
-            Some(json!({"volume": {"size": 1, "name": "steward-e2e"}})),
-        )
-        .await["volume"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let vurl = format!("{cinder_b}/volumes/{volume}");
-    b.wait(&vurl, "volume", "status", Some("available")).await;
+    let (volume, vurl) = b.volume("steward-e2e", 1).await;
     let fip = a
         .call(
             Method::POST,
@@ -250,26 +274,7 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
         .as_str()
         .unwrap()
         .to_owned();
-    let noop_net = "00000000-0000-4000-8000-000000001234";
-    let lb = a
-        .call(
-            Method::POST,
-            &format!("{OCTAVIA}/loadbalancers"),
-            Some(json!({"loadbalancer": {"name": "steward-e2e",
-                "vip_network_id": noop_net, "vip_subnet_id": noop_net}})),
-        )
-        .await["loadbalancer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let lburl = format!("{OCTAVIA}/loadbalancers/{lb}");
-    a.wait(
-        &lburl,
-        "loadbalancer",
-        "provisioning_status",
-        Some("ACTIVE"),
-    )
-    .await;
+    let (lb, lburl) = a.load_balancer("steward-e2e").await;
     for (id, kind) in [
         (&a1, "created"),
         (&b1, "created"),
@@ -310,19 +315,7 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
         .await;
     a.wait(&format!("{NOVA}/servers/{a2}"), "server", "status", None)
         .await;
-    b.call(
-        Method::POST,
-        &format!("{vurl}/action"),
-        Some(json!({"os-extend": {"new_size": 2}})),
-    )
-    .await;
-    for _ in 0..240 {
-        let v = b.call(Method::GET, &vurl, None).await;
-        if v["volume"]["size"] == 2 && v["volume"]["status"] == "available" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    b.extend(&vurl, 2).await;
     a.call(
         Method::DELETE,
         &format!("{NEUTRON}/floatingips/{fip}"),
@@ -355,26 +348,10 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
         wait_for_fact(&url, id, kind).await;
     }
     // serve's reconciler runs 30 s after a gap closes.
-    let mut resolved_by = None;
-    for _ in 0..180 {
-        let store = store::open_read_only(&url, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let gaps = store.gaps(100).await.unwrap();
-        let runs = store.reconcile_runs(100).await.unwrap();
-        let outage_gap = gaps
-            .iter()
-            .find(|g| g.started_at <= outage_from && g.ended_at.is_some_and(|e| e >= outage_until));
-        if let Some(gap) = outage_gap
-            && let Some(at) = steward_meter::ingest::reconcile::gap_resolved_at(gap, &runs)
-        {
-            resolved_by = Some(at);
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let resolved_by =
-        resolved_by.expect("serve recorded the outage as a gap and reconciled after it");
+    let (_, resolved_by) = wait_for_resolved_gap(&url, |g| {
+        g.started_at <= outage_from && g.ended_at.is_some_and(|e| e >= outage_until)
+    })
+    .await;
     serve.stop().await;
 
     // What the outage hid was lost for real: no notification of it reached the store; serve's
@@ -392,12 +369,8 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
     assert!(of(&a2, "deleted", "reconciled"));
 
     // Before the close: one more reconciliation (as `steward meter close` runs one).
-    let options = ReconcileOptions {
-        resources: config.reconcile.options(false).resources,
-        ..ReconcileOptions::default()
-    };
-    let last = reconcile(&*store, &cloud, &options).await.unwrap();
-    assert_eq!(last.run.problems, None);
+    let (options, last, period, closed) =
+        reconcile_and_close(&*store, &cloud, &config, began).await;
     let ours = [&a1, &b1, &a2, &volume, &fip, &lb];
     assert!(
         last.changes
@@ -406,19 +379,6 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
         "serve's reconciliation left nothing of ours to write: {:?}",
         last.changes
     );
-    let period = Period::new(began, last.run.started_at).unwrap();
-    let closed = close_period(
-        &*store,
-        &period,
-        &default_catalogue(),
-        &CloseOptions {
-            now: Instant::now(),
-            grace_secs: 0,
-            without_reconcile: false,
-        },
-    )
-    .await
-    .unwrap();
     let statement = closed.report().completeness.clone().unwrap();
     assert!(!statement.gaps.is_empty());
     for gap in &statement.gaps {
@@ -525,5 +485,155 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
         again.changes
     );
     a.call(Method::DELETE, &format!("{GLANCE}/images/{image}"), None)
+        .await;
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl is needed for the broker-restart test");
+    assert!(status.success(), "rabbitmqctl {args:?}");
+}
+
+/// Nova's own account of a server: `(launched_at, terminated_at)` in microseconds.
+async fn nova_times(admin: &Admin, since: Instant, id: &str) -> Option<(i64, i64)> {
+    let since = since.to_rfc3339();
+    let listed = admin
+        .call(
+            Method::GET,
+            &format!("{NOVA}/servers/detail?all_tenants=1&deleted=true&changes-since={since}"),
+            None,
+        )
+        .await;
+    let server = listed["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)?;
+    let micros = |key: &str| {
+        server[key].as_str().and_then(|t| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc().timestamp_micros())
+        })
+    };
+    Some((
+        micros("OS-SRV-USG:launched_at")?,
+        micros("OS-SRV-USG:terminated_at")?,
+    ))
+}
+
+/// A real broker restart while nova publishes: the producers' transient exchanges go with the
+/// broker, and with them Steward's bindings; until Steward has reconnected and bound again
+/// (its backoff is held at 15 s here), nova's notifications are routed nowhere. Steward records
+/// the gap, its reconciler fills it from nova, and the closed window bills every server exactly
+/// as nova's `launched_at`/`terminated_at` state.
+///
+/// Restarts the shared broker, so `scripts/test` runs it alone, after everything else
+/// (`--run-ignored only`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the shared RabbitMQ: scripts/test runs it alone, after the other tests"]
+async fn a_broker_restart_while_nova_publishes_closes_as_nova_bills() {
+    if skipped() {
+        return;
+    }
+    let admin = Admin::login().await;
+    let cloud = steward_cloud::Cloud::connect("steward-test", None)
+        .await
+        .expect("the steward-test cloud (scripts/openstack start)");
+    let (flavor, image) = tiny_flavor_and_image(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let queue = format!("steward.e2e.restart.{}", std::process::id());
+    let config: MeterConfig = serde_json::from_value(json!({
+        "store": {"url": url},
+        "amqp": {"url": BROKER, "queue": queue, "exchanges": ["nova", "openstack"],
+            "reconnect_initial_ms": 15000, "reconnect_max_ms": 15000},
+        "http": {"listen": format!("127.0.0.1:{}", free_port()), "heartbeat_secs": 1},
+        "reconcile": {"cloud": "steward-test", "interval_secs": 3600,
+            "resources": ["instance"]},
+        "close": {"auto": false},
+    }))
+    .unwrap();
+    let began = Instant::now();
+    let serve = start(&config);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s0 = server(&admin, "steward-restart-0", &flavor, &image).await;
+    let s1 = server(&admin, "steward-restart-1", &flavor, &image).await;
+    wait_for_fact(&url, &s1, "created").await;
+
+    // The restart; right after it nova publishes while Steward still backs off.
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    let s2 = server(&admin, "steward-restart-2", &flavor, &image).await;
+    admin
+        .call(Method::DELETE, &format!("{NOVA}/servers/{s0}"), None)
+        .await;
+    admin
+        .wait(&format!("{NOVA}/servers/{s0}"), "server", "status", None)
+        .await;
+
+    // Steward is bound again: what follows reaches it.
+    let s3 = server(&admin, "steward-restart-3", &flavor, &image).await;
+    wait_for_fact(&url, &s3, "created").await;
+    for id in [&s1, &s2, &s3] {
+        admin
+            .call(Method::DELETE, &format!("{NOVA}/servers/{id}"), None)
+            .await;
+        admin
+            .wait(&format!("{NOVA}/servers/{id}"), "server", "status", None)
+            .await;
+    }
+    wait_for_fact(&url, &s3, "deleted").await;
+    // The gap the restart caused, resolved by serve's reconciler (30 s after it closed).
+    let (gap, _) = wait_for_resolved_gap(&url, |g| g.source.as_str() == "amqp").await;
+    let cause = gap.cause;
+    assert!(cause.contains("connection"), "{cause}");
+    serve.stop().await;
+
+    let store = store::open(&url).await.unwrap();
+    // The restart lost notifications for real: serve's reconciler wrote some back.
+    let facts = store.facts(1_000_000).await.unwrap();
+    let reconciled: Vec<(String, String)> = facts
+        .iter()
+        .filter(|f| f.origin == "reconciled" && [&s0, &s2].contains(&&f.resource_id))
+        .map(|f| (f.resource_id.clone(), f.kind.clone()))
+        .collect();
+    assert!(
+        !reconciled.is_empty(),
+        "nothing of s0/s2 was lost: {facts:#?}"
+    );
+    let (_, _, period, closed) = reconcile_and_close(&*store, &cloud, &config, began).await;
+    let statement = closed.report().completeness.clone().unwrap();
+    assert!(
+        statement
+            .gaps
+            .iter()
+            .any(|g| g.source == "amqp" && g.resolution != Resolution::Unresolved),
+        "{statement:#?}"
+    );
+    assert!(
+        statement
+            .gaps
+            .iter()
+            .all(|g| g.resolution != Resolution::Unresolved),
+        "{statement:#?}"
+    );
+    for id in [&s0, &s1, &s2, &s3] {
+        let (launched, terminated) = nova_times(&admin, began, id)
+            .await
+            .unwrap_or_else(|| panic!("nova lists {id} as deleted"));
+        let want = (terminated - launched) as f64 / 1e6;
+        let got = billed(&*store, id, &period).await;
+        assert!(
+            (seconds(&got) - want).abs() <= 1.0,
+            "{id}: billed {got:?}, nova says {want} s"
+        );
+    }
+    admin
+        .call(Method::DELETE, &format!("{GLANCE}/images/{image}"), None)
         .await;
 }

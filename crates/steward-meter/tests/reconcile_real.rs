@@ -21,7 +21,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use steward_meter::close::correction::{CheckOutcome, check_period};
-use steward_meter::close::{CloseOptions, close_period};
 use steward_meter::facts::{FactKind, Origin, ResourceType};
 use steward_meter::ingest::amqp::decode_delivery;
 use steward_meter::ingest::reconcile::{ReconcileOptions, reconcile};
@@ -36,7 +35,7 @@ use steward_meter::usage::period::Period;
 mod support;
 
 use support::{
-    Admin, Captured, GLANCE, NOVA, OCTAVIA, assert_close, billed, capture, skipped, store_of,
+    Admin, Captured, GLANCE, NOVA, assert_close, billed, capture, close_now, skipped, store_of,
     tiny_flavor_and_image,
 };
 
@@ -70,43 +69,8 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
     let url = format!("{NOVA}/servers/{server}");
     admin.wait(&url, "server", "status", Some("ACTIVE")).await;
     // A volume: created, extended, deleted.
-    let cinder = format!("http://127.0.0.1:8776/v3/{}", admin.project);
-    let volume = admin
-        .call(
-            Method::POST,
-            &format!("{cinder}/volumes"),
-            Some(json!({"volume": {"size": 1, "name": "steward-reconcile"}})),
-        )
-        .await["volume"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let vurl = format!("{cinder}/volumes/{volume}");
-    admin
-        .wait(&vurl, "volume", "status", Some("available"))
-        .await;
-    // A load balancer (amphora provider on noop drivers: ACTIVE in seconds).
-    let noop_net = "00000000-0000-4000-8000-000000001234";
-    let lb = admin
-        .call(
-            Method::POST,
-            &format!("{OCTAVIA}/loadbalancers"),
-            Some(json!({"loadbalancer": {"name": "steward-reconcile",
-                "vip_network_id": noop_net, "vip_subnet_id": noop_net}})),
-        )
-        .await["loadbalancer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let lburl = format!("{OCTAVIA}/loadbalancers/{lb}");
-    admin
-        .wait(
-            &lburl,
-            "loadbalancer",
-            "provisioning_status",
-            Some("ACTIVE"),
-        )
-        .await;
+    let (volume, vurl) = admin.volume("steward-reconcile", 1).await;
+    let (lb, lburl) = admin.load_balancer("steward-reconcile").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The broker restarts: everything from here to its end is lost for the lossy store.
@@ -128,20 +92,7 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
         )
         .await;
     admin.wait(&url, "server", "status", Some("ACTIVE")).await;
-    admin
-        .call(
-            Method::POST,
-            &format!("{vurl}/action"),
-            Some(json!({"os-extend": {"new_size": 2}})),
-        )
-        .await;
-    for _ in 0..240 {
-        let v = admin.call(Method::GET, &vurl, None).await;
-        if v["volume"]["size"] == 2 && v["volume"]["status"] == "available" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    admin.extend(&vurl, 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     admin.call(Method::DELETE, &vurl, None).await;
     admin.wait(&vurl, "volume", "status", None).await;
@@ -360,14 +311,7 @@ async fn what_a_broker_restart_lost_comes_back_from_nova_cinder_and_octavia() {
     // statement names the gap resolved, with the volume's estimate and its bounds, and the
     // closed report bills every server as the notifications nova sent did.
     let closing = Period::new(period.start, again.run.started_at).unwrap();
-    let close_options = CloseOptions {
-        now: Instant::now(),
-        grace_secs: 0,
-        without_reconcile: false,
-    };
-    let closed = close_period(&*lossy, &closing, &default_catalogue(), &close_options)
-        .await
-        .unwrap();
+    let closed = close_now(&*lossy, &closing).await;
     let statement = closed.report().completeness.clone().unwrap();
     assert_eq!(statement.gaps.len(), 1, "{statement:#?}");
     assert_eq!(statement.gaps[0].resolution, Resolution::Estimated);

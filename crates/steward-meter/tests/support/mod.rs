@@ -16,6 +16,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use reqwest::Method;
 use serde_json::{Value, json};
+use steward_meter::close::{CloseOptions, CloseOutcome, close_period};
 use steward_meter::ingest::amqp::decode_delivery;
 use steward_meter::record::{Batch, Decoded};
 use steward_meter::report::{ReportRequest, build_report};
@@ -30,6 +31,15 @@ pub const NOVA: &str = "http://127.0.0.1:8774/v2.1";
 pub const GLANCE: &str = "http://127.0.0.1:9292/v2";
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/openstack";
 pub const OCTAVIA: &str = "http://127.0.0.1:9876/v2/lbaas";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 pub fn skipped() -> bool {
     std::env::var("STEWARD_TEST_SKIP_OPENSTACK_SERVICES").is_ok_and(|v| v == "1")
@@ -221,6 +231,64 @@ impl Admin {
         Self::login_to(name).await
     }
 
+    /// Creates a volume of `size` GiB in this client's project and waits until it is
+    /// available; returns its id and URL.
+    pub async fn volume(&self, name: &str, size: u32) -> (String, String) {
+        let cinder = format!("http://127.0.0.1:8776/v3/{}", self.project);
+        let id = self
+            .call(
+                Method::POST,
+                &format!("{cinder}/volumes"),
+                Some(json!({"volume": {"size": size, "name": name}})),
+            )
+            .await["volume"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let url = format!("{cinder}/volumes/{id}");
+        self.wait(&url, "volume", "status", Some("available")).await;
+        (id, url)
+    }
+
+    /// Extends the volume at `url` to `size` GiB and waits until it is available again.
+    pub async fn extend(&self, url: &str, size: u32) {
+        self.call(
+            Method::POST,
+            &format!("{url}/action"),
+            Some(json!({"os-extend": {"new_size": size}})),
+        )
+        .await;
+        for _ in 0..240 {
+            let v = self.call(Method::GET, url, None).await;
+            if v["volume"]["size"] == size && v["volume"]["status"] == "available" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("{url} never reached {size} GiB");
+    }
+
+    /// Creates a load balancer (amphora provider on noop drivers: ACTIVE in seconds) and waits
+    /// until it is ACTIVE; returns its id and URL.
+    pub async fn load_balancer(&self, name: &str) -> (String, String) {
+        let noop_net = "00000000-0000-4000-8000-000000001234";
+        let id = self
+            .call(
+                Method::POST,
+                &format!("{OCTAVIA}/loadbalancers"),
+                Some(json!({"loadbalancer": {"name": name,
+                    "vip_network_id": noop_net, "vip_subnet_id": noop_net}})),
+            )
+            .await["loadbalancer"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let url = format!("{OCTAVIA}/loadbalancers/{id}");
+        self.wait(&url, "loadbalancer", "provisioning_status", Some("ACTIVE"))
+            .await;
+        (id, url)
+    }
+
     /// A request; `None` for 404.
     pub async fn send(&self, method: Method, url: &str, body: Option<Value>) -> Option<Value> {
         let mut request = self
@@ -385,4 +453,20 @@ pub fn assert_close(
             got[product]
         );
     }
+}
+
+/// Closes `period` now, with no grace (the test's reconciliation ran after its end).
+pub async fn close_now(store: &dyn Store, period: &Period) -> CloseOutcome {
+    close_period(
+        store,
+        period,
+        &default_catalogue(),
+        &CloseOptions {
+            now: Instant::now(),
+            grace_secs: 0,
+            without_reconcile: false,
+        },
+    )
+    .await
+    .unwrap()
 }
