@@ -121,6 +121,18 @@ where
     }
 }
 
+/// One task Glance ran for an image (an import), as `GET /v2/images/{id}/tasks` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ImageTask {
+    /// Task id.
+    pub id: String,
+    /// `pending`, `processing`, `success`, `failure`.
+    pub status: String,
+    /// Why it failed, in Glance's words.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 /// An image as Steward reads it from Glance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageRecord {
@@ -146,8 +158,12 @@ pub struct ImageRecord {
     pub os_hash_value: Option<String>,
     /// Tags.
     pub tags: BTreeSet<String>,
-    /// Every other property, as text.
+    /// Every other property, as text (Glance's own `os_glance_*` bookkeeping left out).
     pub properties: BTreeMap<String, String>,
+    /// `os_glance_failed_import`: the stores an import failed for (`None` when empty).
+    pub failed_import: Option<String>,
+    /// `os_glance_importing_to_stores`: the stores an import is still running for.
+    pub importing_to_stores: Option<String>,
     /// When Glance created it (`YYYY-MM-DDTHH:MM:SSZ`, so text order is time order).
     pub created_at: Option<String>,
 }
@@ -211,6 +227,9 @@ impl ImageRecord {
             os_hash_algo: text("os_hash_algo"),
             os_hash_value: text("os_hash_value"),
             created_at: text("created_at"),
+            failed_import: text("os_glance_failed_import").filter(|s| !s.trim().is_empty()),
+            importing_to_stores: text("os_glance_importing_to_stores")
+                .filter(|s| !s.trim().is_empty()),
             tags: obj
                 .get("tags")
                 .and_then(Value::as_array)
@@ -704,6 +723,18 @@ impl Cloud {
                 source: e.into(),
             }),
         }
+    }
+
+    /// The tasks Glance ran for image `id` (its import tasks, with their messages), oldest
+    /// first; Glance 2.12+ (`GET /v2/images/{id}/tasks`).
+    pub async fn image_tasks(&self, id: &str) -> Result<Vec<ImageTask>, CloudError> {
+        let listing = listing::Listing::new(
+            ServiceType::Image,
+            format!("images/{id}/tasks"),
+            "tasks",
+            None,
+        );
+        self.list_once(listing).await
     }
 
     /// Deactivates an image (its data can no longer be downloaded or booted).

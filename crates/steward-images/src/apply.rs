@@ -50,6 +50,23 @@ pub enum ApplyError {
         /// What became of the image.
         aftermath: String,
     },
+    /// Glance accepted a web-download import and then failed it (the image went back to
+    /// `queued` with `os_glance_failed_import` set): found at the next poll, not at the timeout.
+    #[error(
+        "Glance failed the web-download import of {name} ({id}) from {url}: {reason}; {aftermath}"
+    )]
+    ImportFailed {
+        /// Image name.
+        name: String,
+        /// Image id.
+        id: String,
+        /// What Glance was to fetch.
+        url: String,
+        /// Glance's reason (its import task's message), or the stores it names.
+        reason: String,
+        /// What became of the image.
+        aftermath: String,
+    },
     /// The upstream could not be downloaded for verification.
     #[error("cannot download {url} for verification: {detail}")]
     Download {
@@ -84,6 +101,9 @@ pub struct ApplyOptions {
     pub progress_bars: bool,
     /// Accept md5 digests (weak; only for upstreams that publish nothing better).
     pub allow_md5: bool,
+    /// When a version's mirror cannot be imported from (unreachable, or Glance fails the
+    /// import), import from its upstream `url` instead, verified against the same checksum.
+    pub fallback_to_upstream: bool,
 }
 
 impl Default for ApplyOptions {
@@ -93,6 +113,7 @@ impl Default for ApplyOptions {
             method: ImportMethod::Auto,
             progress_bars: false,
             allow_md5: false,
+            fallback_to_upstream: false,
         }
     }
 }
@@ -140,6 +161,7 @@ pub async fn apply(
             Action::Create {
                 name,
                 url,
+                upstream_url,
                 disk_format,
                 digest,
                 visibility,
@@ -161,33 +183,30 @@ pub async fn apply(
                     tags,
                     properties,
                 };
-                let ctx = Import {
+                let mut ctx = Import {
                     cloud,
                     http,
-                    url,
+                    url: url.clone(),
                     digest: digest.as_deref(),
                     image: &new,
                     version,
                     options,
                 };
-                let id = match options.method {
-                    ImportMethod::WebDownload => ctx.web_download(&mut progress).await?,
-                    ImportMethod::Upload => ctx.upload(&mut progress).await?,
-                    ImportMethod::Auto => match ctx.web_download(&mut progress).await {
-                        Ok(id) => id,
-                        Err(
-                            e @ (ApplyError::Checksum { .. }
-                            | ApplyError::Download { .. }
-                            | ApplyError::Create(_)),
-                        ) => {
-                            return Err(e);
-                        }
-                        Err(error) => {
+                let id = match ctx.run(&mut progress).await {
+                    Ok(id) => id,
+                    Err(error) => match upstream_url {
+                        Some(upstream)
+                            if options.fallback_to_upstream && falls_back_to_upstream(&error) =>
+                        {
                             progress(&format!(
-                                "web-download did not work ({error}); uploading instead"
+                                "the mirror {url} did not work ({error}); importing from the \
+                                 upstream {upstream} instead (--fallback-to-upstream), verified \
+                                 against the same checksum"
                             ));
-                            ctx.upload(&mut progress).await?
+                            ctx.url = upstream.clone();
+                            ctx.run(&mut progress).await?
                         }
+                        _ => return Err(error),
                     },
                 };
                 // Visibility and the verification marker in one PATCH: an image is never
@@ -235,14 +254,47 @@ pub async fn apply(
 struct Import<'a> {
     cloud: &'a Cloud,
     http: &'a reqwest::Client,
-    url: &'a str,
+    url: String,
     digest: Option<&'a str>,
     image: &'a NewImage<'a>,
     version: &'a str,
     options: ApplyOptions,
 }
 
+/// Whether a failure to import from a mirror is one the upstream `url` may not have: the
+/// mirror could not be read, or Glance could not fetch from it. A checksum mismatch is not (the
+/// same checksum would be checked), nor is a refusal to create the image.
+fn falls_back_to_upstream(error: &ApplyError) -> bool {
+    matches!(
+        error,
+        ApplyError::Download { .. } | ApplyError::ImportFailed { .. } | ApplyError::Import { .. }
+    )
+}
+
 impl Import<'_> {
+    /// Imports by the configured method; `auto` falls back to upload when web-download does
+    /// not work (Glance cannot reach the upstream, or fails the import).
+    async fn run(&self, progress: &mut impl FnMut(&str)) -> Result<String, ApplyError> {
+        match self.options.method {
+            ImportMethod::WebDownload => self.web_download(progress).await,
+            ImportMethod::Upload => self.upload(progress).await,
+            ImportMethod::Auto => match self.web_download(progress).await {
+                Ok(id) => Ok(id),
+                Err(
+                    e @ (ApplyError::Checksum { .. }
+                    | ApplyError::Download { .. }
+                    | ApplyError::Create(_)),
+                ) => Err(e),
+                Err(error) => {
+                    progress(&format!(
+                        "web-download did not work ({error}); uploading instead"
+                    ));
+                    self.upload(progress).await
+                }
+            },
+        }
+    }
+
     /// A mismatch found before anything was created in Glance ([`Import::reject`] rewrites
     /// the aftermath once an image exists).
     fn mismatch(&self, detail: String) -> ApplyError {
@@ -282,6 +334,7 @@ impl Import<'_> {
             self.cloud,
             &id,
             self.image.name,
+            &self.url,
             self.options.import_timeout,
         )
         .await?;
@@ -308,13 +361,13 @@ impl Import<'_> {
         let cloud = self.cloud;
         let (id, image) = self
             .receive(progress, |id| async move {
-                cloud.import_web_download(&id, self.url).await
+                cloud.import_web_download(&id, &self.url).await
             })
             .await?;
         progress(&format!("imported {}", self.url));
         if let Err(error) = verify(
             self.http,
-            self.url,
+            &self.url,
             self.digest,
             &image,
             self.options.allow_md5,
@@ -353,7 +406,7 @@ impl Import<'_> {
             .map_err(|e| download(e.to_string()))?;
         let mut response = self
             .http
-            .get(self.url)
+            .get(&self.url)
             .send()
             .await
             .map_err(|e| download(e.to_string()))?;
@@ -423,10 +476,37 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Glance's account of a failed import: the image is `queued` again, nothing is importing and
+/// `os_glance_failed_import` names the stores that failed.
+fn failed_import(image: &steward_cloud::ImageRecord) -> Option<String> {
+    match (&image.failed_import, &image.importing_to_stores) {
+        (Some(failed), None) if image.status == "queued" => Some(failed.clone()),
+        _ => None,
+    }
+}
+
+/// Why Glance failed the import of `id`: its import task's message when Glance shows the
+/// image's tasks, else the stores it names.
+async fn failure_reason(cloud: &Cloud, id: &str, stores: &str) -> String {
+    let message = cloud.image_tasks(id).await.ok().and_then(|tasks| {
+        tasks
+            .into_iter()
+            .rev()
+            .find(|t| t.status == "failure")
+            .and_then(|t| t.message)
+            .filter(|m| !m.trim().is_empty())
+    });
+    match message {
+        Some(message) => format!("{message} (failed for store(s) {stores})"),
+        None => format!("Glance marked the import failed for store(s) {stores}"),
+    }
+}
+
 async fn wait_active(
     cloud: &Cloud,
     id: &str,
     name: &str,
+    url: &str,
     timeout: Duration,
 ) -> Result<steward_cloud::ImageRecord, ApplyError> {
     let deadline = Instant::now() + timeout;
@@ -434,6 +514,21 @@ async fn wait_active(
     while Instant::now() < deadline {
         match cloud.image(id).await? {
             Some(image) if image.status == "active" => return Ok(image),
+            Some(image) if failed_import(&image).is_some() => {
+                let stores = failed_import(&image).unwrap_or_default();
+                let reason = failure_reason(cloud, id, &stores).await;
+                let aftermath = match cloud.delete_image(id).await {
+                    Ok(()) => format!("image {id} was deleted"),
+                    Err(e) => format!("deleting image {id} failed too ({e})"),
+                };
+                return Err(ApplyError::ImportFailed {
+                    name: name.to_owned(),
+                    id: id.to_owned(),
+                    url: url.to_owned(),
+                    reason,
+                    aftermath,
+                });
+            }
             Some(image) if matches!(image.status.as_str(), "killed" | "deleted") => {
                 status = image.status;
                 break;

@@ -95,8 +95,13 @@ pub enum Action {
         id: Option<String>,
         /// Final name.
         name: String,
-        /// Upstream URL.
+        /// Where the image is imported from: `mirror_url` when the version has one (as
+        /// openstack-image-manager does), else `url`. `image_source` is always `url`.
         url: String,
+        /// With a mirror: the upstream `url`, imported from instead only when apply is told to
+        /// fall back (`--fallback-to-upstream`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upstream_url: Option<String>,
         /// Glance `disk_format`.
         disk_format: String,
         /// Digest the import must match.
@@ -423,7 +428,18 @@ pub fn plan(desired: &[Desired<'_>], cloud: &[GlanceImage], today: NaiveDate) ->
                     version: v.version.clone(),
                     id: def.versions[v.index].value.id.clone(),
                     name: t.name,
-                    url: def.versions[v.index].value.url.value.clone(),
+                    url: def.versions[v.index]
+                        .value
+                        .mirror_url
+                        .as_ref()
+                        .unwrap_or(&def.versions[v.index].value.url)
+                        .value
+                        .clone(),
+                    upstream_url: def.versions[v.index]
+                        .value
+                        .mirror_url
+                        .as_ref()
+                        .map(|_| def.versions[v.index].value.url.value.clone()),
                     disk_format: def.format.value.clone(),
                     digest: v.digest.clone(),
                     visibility: t.visibility,
@@ -514,12 +530,18 @@ pub fn render(actions: &[Action]) -> String {
                 name,
                 version,
                 url,
+                upstream_url,
                 digest,
                 reason,
                 ..
             } => {
                 out.push_str(&format!("+ create      {name} ({version})  # {reason}\n"));
-                out.push_str(&format!("      from {url}\n"));
+                match upstream_url {
+                    Some(upstream) => {
+                        out.push_str(&format!("      from {url} (mirror of {upstream})\n"))
+                    }
+                    None => out.push_str(&format!("      from {url}\n")),
+                }
                 if let Some(d) = digest {
                     out.push_str(&format!("      verify {d}\n"));
                 }

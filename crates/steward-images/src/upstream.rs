@@ -165,7 +165,10 @@ pub async fn resolve_version(client: &reqwest::Client, version: &Version) -> Res
             detail: e.to_string(),
         }),
     }
+    // A checksum file is searched for the file that is imported (the mirror's), then for the
+    // upstream's name (a mirror that keeps the name, or a sums file beside the mirror).
     let file = base_name(&version.url.value);
+    let imported_file = base_name(&url);
     let digest: Option<ExpectedDigest> = match (
         &version.checksum,
         &version.checksums_url,
@@ -174,15 +177,17 @@ pub async fn resolve_version(client: &reqwest::Client, version: &Version) -> Res
         (Some(c), _, _) => ExpectedDigest::parse(&c.value).ok(),
         (None, Some(sums), _) | (None, None, Some(sums)) => {
             match fetch_text(client, &sums.value).await {
-                Ok(text) => match find_digest(&text, file) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        problems.push(UpstreamProblem::ChecksumFile {
-                            detail: format!("{}: {e}", sums.value),
-                        });
-                        None
+                Ok(text) => {
+                    match find_digest(&text, imported_file).or_else(|_| find_digest(&text, file)) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            problems.push(UpstreamProblem::ChecksumFile {
+                                detail: format!("{}: {e}", sums.value),
+                            });
+                            None
+                        }
                     }
-                },
+                }
                 Err(detail) => {
                     problems.push(UpstreamProblem::ChecksumFile { detail });
                     None

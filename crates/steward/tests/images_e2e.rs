@@ -59,6 +59,44 @@ impl Upstream {
         std::fs::write(dir.join("SHA256SUMS"), format!("{digest} *test.img\n")).unwrap();
     }
 
+    /// Like [`Upstream::start`], but GETs from anything but Steward (Glance's web-download)
+    /// are answered 503: a mirror Glance cannot import from.
+    fn start_refusing_glance() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = r#"
+import functools, http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if not self.headers.get('User-Agent', '').startswith('steward/'):
+            self.send_error(503, 'this mirror serves Steward only')
+            return
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+handler = functools.partial(H, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), handler).serve_forever()
+"#;
+        let child = Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { dir, port, child }
+    }
+
     fn url(&self, folder: &str, file: &str) -> String {
         format!("http://127.0.0.1:{}/{folder}/{file}", self.port)
     }
@@ -766,4 +804,162 @@ async fn a_fixed_version_id_is_the_glance_id() {
     );
     assert!(mine(&cloud, &format!("{name} other")).await.is_empty());
     cloud.delete_image(&id).await.unwrap();
+}
+
+/// A definition whose `url` is an archive on an upstream that cannot be reached and whose
+/// `mirror_url` is the unpacked image; the checksum is the unpacked image's (as for Garden
+/// Linux, Talos or OPNsense).
+fn mirrored_definition(name: &str, mirror_url: &str, bytes: &[u8]) -> String {
+    let digest: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = definition(name, "http://127.0.0.1:9/upstream/test.img.xz", "unused");
+    text.replace(
+        "        checksums_url: unused\n",
+        &format!("        mirror_url: {mirror_url}\n        checksum: sha256:{digest}\n"),
+    )
+}
+
+#[tokio::test]
+async fn a_mirror_is_imported_from_and_a_failed_glance_import_is_reported_at_once() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // 1. The upstream is unreachable, the mirror holds the unpacked image: apply imports from
+    //    the mirror (web-download), verifies against the checksum of what it imported, and
+    //    image_source stays the upstream url.
+    let mirror = Upstream::start();
+    let bytes = [7u8; 3000];
+    mirror.publish("mirror", &bytes, false);
+    let name = format!("Steward Mirror {}", std::process::id());
+    let defs = work.path().join("mirror.yml");
+    std::fs::write(
+        &defs,
+        mirrored_definition(&name, &mirror.url("mirror", "test.img"), &bytes),
+    )
+    .unwrap();
+    let plan = steward(&["images", "plan", "--os-cloud", &os_cloud], &defs);
+    assert!(
+        text(&plan).contains(&format!(
+            "from {} (mirror of http://127.0.0.1:9/upstream/test.img.xz)",
+            mirror.url("mirror", "test.img")
+        )),
+        "{}",
+        text(&plan)
+    );
+    let applied = steward(
+        &[
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "web-download",
+        ],
+        &defs,
+    );
+    assert!(applied.status.success(), "{}", text(&applied));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].status, "active");
+    assert_eq!(images[0].visibility, "public");
+    assert_eq!(images[0].size, Some(bytes.len() as u64));
+    assert_eq!(
+        images[0].properties.get("image_source").map(String::as_str),
+        Some("http://127.0.0.1:9/upstream/test.img.xz")
+    );
+    for image in &images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+
+    // 2. A mirror Glance cannot fetch from: Glance accepts the web-download, then fails it.
+    //    Reported at the next poll with Glance's reason (not after the 30 min timeout) …
+    let refusing = Upstream::start_refusing_glance();
+    refusing.publish("mirror", &bytes, false);
+    let name = format!("Steward Refused {}", std::process::id());
+    let defs = work.path().join("refused.yml");
+    std::fs::write(
+        &defs,
+        mirrored_definition(&name, &refusing.url("mirror", "test.img"), &bytes),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let failed = steward(
+        &[
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "web-download",
+        ],
+        &defs,
+    );
+    assert!(!failed.status.success(), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("Glance failed the web-download import"),
+        "{}",
+        text(&failed)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "reported after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        mine(&cloud, &name).await.is_empty(),
+        "the failed image was deleted"
+    );
+    // … and `auto` uploads it instead: one verified, public image.
+    let uploaded = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(uploaded.status.success(), "{}", text(&uploaded));
+    assert!(
+        text(&uploaded).contains("uploading instead"),
+        "{}",
+        text(&uploaded)
+    );
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].status, "active");
+    assert_eq!(images[0].visibility, "public");
+    for image in &images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
+
+    // 3. Told to, a mirror Glance fails is replaced by the reachable upstream `url`.
+    let upstream = Upstream::start();
+    upstream.publish("up", &bytes, false);
+    let name = format!("Steward Fallback {}", std::process::id());
+    let defs = work.path().join("fallback.yml");
+    let text_of = mirrored_definition(&name, &refusing.url("mirror", "test.img"), &bytes).replace(
+        "http://127.0.0.1:9/upstream/test.img.xz",
+        &upstream.url("up", "test.img"),
+    );
+    std::fs::write(&defs, text_of).unwrap();
+    let fell_back = steward(
+        &[
+            "images",
+            "apply",
+            "--os-cloud",
+            &os_cloud,
+            "--import-method",
+            "web-download",
+            "--fallback-to-upstream",
+        ],
+        &defs,
+    );
+    assert!(fell_back.status.success(), "{}", text(&fell_back));
+    assert!(
+        text(&fell_back).contains("importing from the upstream"),
+        "{}",
+        text(&fell_back)
+    );
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].status, "active");
+    for image in &images {
+        cloud.delete_image(&image.id).await.unwrap();
+    }
 }

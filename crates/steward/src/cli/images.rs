@@ -68,6 +68,11 @@ pub(crate) enum ImagesCommand {
         /// upload when Glance cannot import), `web-download`, or `upload`.
         #[arg(long, value_enum, default_value_t = ImportMethodArg::Auto)]
         import_method: ImportMethodArg,
+        /// A version with a `mirror_url` is imported from its mirror (as openstack-image-manager
+        /// does; `image_source` stays `url`). With this flag, a mirror that cannot be read or
+        /// imported from is replaced by the upstream `url`, verified against the same checksum.
+        #[arg(long)]
+        fallback_to_upstream: bool,
     },
     /// Ask every upstream what it offers now: the newest version (is the definition behind?),
     /// and what blocks a verifiable automated import (no checksum file, only md5, no stable
@@ -108,7 +113,18 @@ impl ImagesCommand {
                 dry_run,
                 allow_md5,
                 import_method,
-            } => apply(&path, &os_cloud, dry_run, allow_md5, import_method).await,
+                fallback_to_upstream,
+            } => {
+                apply(
+                    &path,
+                    &os_cloud,
+                    dry_run,
+                    allow_md5,
+                    import_method,
+                    fallback_to_upstream,
+                )
+                .await
+            }
             Self::Plan {
                 path,
                 os_cloud,
@@ -306,6 +322,7 @@ async fn apply(
     dry_run: bool,
     allow_md5: bool,
     method: ImportMethodArg,
+    fallback_to_upstream: bool,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use std::io::IsTerminal as _;
@@ -330,6 +347,7 @@ async fn apply(
         },
         progress_bars: std::io::stderr().is_terminal(),
         allow_md5,
+        fallback_to_upstream,
         ..ApplyOptions::default()
     };
     steward_images::apply::apply(&cloud, &http, &actions, options, |line| eprintln!("{line}"))
