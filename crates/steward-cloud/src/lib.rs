@@ -45,6 +45,13 @@ pub enum CloudError {
         "cloud {0:?} is not in clouds.yaml (searched OS_CLIENT_CONFIG_FILE, OS_CLIENT_CONFIG_PATH, ./clouds.yaml, ~/.config/openstack, /etc/openstack)"
     )]
     UnknownCloud(String),
+    /// The cloud is to come from `OS_*` variables (an openrc), but `OS_AUTH_URL` is not set.
+    #[error(
+        "no cloud named and no openrc in the environment: give --os-cloud NAME (or set OS_CLOUD) \
+         for a clouds.yaml entry, or source an openrc (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, \
+         OS_PROJECT_NAME, …)"
+    )]
+    NoCloud,
     /// The clouds file named explicitly does not exist.
     #[error("{path}: no such clouds file (named by {named_by})")]
     MissingCloudsFile {
@@ -298,6 +305,21 @@ pub fn json_patch(changes: &[ImageChange]) -> Value {
     )
 }
 
+/// The cloud name that means "from the `OS_*` environment" (an openrc), as the Python
+/// OpenStack tooling calls it: what the CLIs use when neither `--os-cloud` nor `OS_CLOUD` names
+/// a clouds.yaml entry.
+pub const ENV_CLOUD: &str = "envvars";
+
+/// The cloud an openrc describes: `OS_AUTH_URL`, `OS_USERNAME`/`OS_USER_ID`, `OS_PASSWORD`,
+/// `OS_PROJECT_NAME`/`OS_PROJECT_ID`, the domain variables, `OS_REGION_NAME`, `OS_INTERFACE`,
+/// application credentials (`OS_APPLICATION_CREDENTIAL_ID`/`_SECRET`, with `OS_AUTH_TYPE`), …
+fn from_openrc() -> Result<openstack_sdk::config::CloudConfig, CloudError> {
+    if std::env::var_os("OS_AUTH_URL").is_none_or(|v| v.is_empty()) {
+        return Err(CloudError::NoCloud);
+    }
+    openstack_sdk::config::CloudConfig::from_env().map_err(CloudError::Config)
+}
+
 /// Items per page of an admin listing (nova's default `max_limit`).
 pub const PAGE_SIZE: usize = 1000;
 
@@ -329,12 +351,16 @@ impl Cloud {
                 named_by,
             });
         }
-        let config = ConfigFile::new_with_user_specified_configs(file, None::<&Path>)
-            .map_err(CloudError::Config)?;
-        let profile = config
-            .get_cloud_config(cloud)
-            .map_err(CloudError::Config)?
-            .ok_or_else(|| CloudError::UnknownCloud(cloud.to_owned()))?;
+        let profile = if cloud == ENV_CLOUD {
+            from_openrc()?
+        } else {
+            let config = ConfigFile::new_with_user_specified_configs(file, None::<&Path>)
+                .map_err(CloudError::Config)?;
+            config
+                .get_cloud_config(cloud)
+                .map_err(CloudError::Config)?
+                .ok_or_else(|| CloudError::UnknownCloud(cloud.to_owned()))?
+        };
         let session = AsyncOpenStack::builder(&profile)
             .disable_auth_cache(true)
             .connect()

@@ -727,6 +727,72 @@ async fn os_client_config_file_alone_names_the_clouds_file() {
     );
 }
 
+/// An openrc alone (the `OS_*` variables, no clouds.yaml, no `OS_CLOUD`) names the cloud;
+/// without `OS_AUTH_URL` the error says what to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openrc_alone_names_the_cloud() {
+    let Some((_os_cloud, _cloud)) = cloud().await else {
+        return;
+    };
+    let upstream = Upstream::start();
+    upstream.publish("openrc", &[4u8; 1000], false);
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &format!("Steward Openrc {}", std::process::id()),
+            &upstream.url("openrc", "test.img"),
+            &upstream.url("openrc", "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    // The test cloud's clouds.yaml entry, as an openrc would export it.
+    let openrc = [
+        ("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+        ("OS_USERNAME", "admin"),
+        ("OS_PASSWORD", "admin-secret"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+        ("OS_IDENTITY_API_VERSION", "3"),
+    ];
+    let run = |with_auth_url: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+        command
+            .args(["images", "plan"])
+            .arg(&defs)
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env_remove("OS_CLIENT_CONFIG_PATH")
+            .env("HOME", work.path())
+            .current_dir(work.path());
+        for (key, value) in openrc {
+            if with_auth_url || key != "OS_AUTH_URL" {
+                command.env(key, value);
+            }
+        }
+        if !with_auth_url {
+            command.env_remove("OS_AUTH_URL");
+        }
+        command.output().unwrap()
+    };
+    let found = run(true);
+    assert!(
+        text(&found).contains("create"),
+        "the plan reached Glance: {}",
+        text(&found)
+    );
+    let missing = run(false);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no cloud named and no openrc in the environment"),
+        "{}",
+        text(&missing)
+    );
+}
+
 /// A fixed id (`versions[].id`) is the Glance id of the image apply creates; another
 /// definition asking for the same id is refused with a message naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,8 +35,10 @@ pub(crate) enum ImagesCommand {
         /// A definition file or a folder of *.yml/*.yaml files.
         #[arg(default_value = "images")]
         path: PathBuf,
-        /// The cloud in clouds.yaml.
-        #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+        /// The cloud: a clouds.yaml entry (OS_CLIENT_CONFIG_FILE, ./clouds.yaml,
+        /// ~/.config/openstack/, /etc/openstack/), or, when neither this nor OS_CLOUD is given,
+        /// the openrc variables in the environment (OS_AUTH_URL, OS_USERNAME, …).
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME", default_value = steward_cloud::ENV_CLOUD, hide_default_value = true)]
         os_cloud: String,
         /// Exit 1 when the plan is not empty.
         #[arg(long)]
@@ -55,8 +57,10 @@ pub(crate) enum ImagesCommand {
         /// A definition file or a folder of *.yml/*.yaml files.
         #[arg(default_value = "images")]
         path: PathBuf,
-        /// The cloud in clouds.yaml.
-        #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+        /// The cloud: a clouds.yaml entry (OS_CLIENT_CONFIG_FILE, ./clouds.yaml,
+        /// ~/.config/openstack/, /etc/openstack/), or, when neither this nor OS_CLOUD is given,
+        /// the openrc variables in the environment (OS_AUTH_URL, OS_USERNAME, …).
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME", default_value = steward_cloud::ENV_CLOUD, hide_default_value = true)]
         os_cloud: String,
         /// Print the plan and change nothing.
         #[arg(long)]
