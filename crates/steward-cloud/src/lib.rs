@@ -310,16 +310,6 @@ pub fn json_patch(changes: &[ImageChange]) -> Value {
 /// a clouds.yaml entry.
 pub const ENV_CLOUD: &str = "envvars";
 
-/// The cloud an openrc describes: `OS_AUTH_URL`, `OS_USERNAME`/`OS_USER_ID`, `OS_PASSWORD`,
-/// `OS_PROJECT_NAME`/`OS_PROJECT_ID`, the domain variables, `OS_REGION_NAME`, `OS_INTERFACE`,
-/// application credentials (`OS_APPLICATION_CREDENTIAL_ID`/`_SECRET`, with `OS_AUTH_TYPE`), …
-fn from_openrc() -> Result<openstack_sdk::config::CloudConfig, CloudError> {
-    if std::env::var_os("OS_AUTH_URL").is_none_or(|v| v.is_empty()) {
-        return Err(CloudError::NoCloud);
-    }
-    openstack_sdk::config::CloudConfig::from_env().map_err(CloudError::Config)
-}
-
 /// Items per page of an admin listing (nova's default `max_limit`).
 pub const PAGE_SIZE: usize = 1000;
 
@@ -352,7 +342,13 @@ impl Cloud {
             });
         }
         let profile = if cloud == ENV_CLOUD {
-            from_openrc()?
+            // The cloud an openrc describes: `OS_AUTH_URL`, `OS_USERNAME`/`OS_USER_ID`,
+            // `OS_PASSWORD`, `OS_PROJECT_NAME`/`OS_PROJECT_ID`, the domain variables,
+            // `OS_REGION_NAME`, `OS_INTERFACE`, application credentials (with `OS_AUTH_TYPE`).
+            if std::env::var_os("OS_AUTH_URL").is_none_or(|v| v.is_empty()) {
+                return Err(CloudError::NoCloud);
+            }
+            openstack_sdk::config::CloudConfig::from_env().map_err(CloudError::Config)?
         } else {
             let config = ConfigFile::new_with_user_specified_configs(file, None::<&Path>)
                 .map_err(CloudError::Config)?;
