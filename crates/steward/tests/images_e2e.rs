@@ -1029,3 +1029,179 @@ async fn a_mirror_is_imported_from_and_a_failed_glance_import_is_reported_at_onc
         cloud.delete_image(&image.id).await.unwrap();
     }
 }
+
+/// A whole catalogue in openstack-image-manager's layout (`tests/fixtures/catalogue`, written
+/// for these tests in that schema with every key it allows): `validate` finds nothing, `plan`
+/// plans every version (none blocked), and `apply` imports each one verified — from the mirror
+/// where there is one (the archive upstream included, whose checksum is the unpacked image's),
+/// with `image_source` the upstream `url` and every meta key a property.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_catalogue_in_the_upstream_layout_validates_plans_and_applies() {
+    let Some((os_cloud, cloud)) = cloud().await else {
+        return;
+    };
+    let hex = |d: &[u8]| -> String { d.iter().map(|b| format!("{b:02x}")).collect() };
+    let upstream = Upstream::start();
+    let mirror = Upstream::start();
+    let put = |server: &Upstream, path: &str, bytes: &[u8]| {
+        let file = server.dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    };
+    let ubuntu = vec![21u8; 40_000];
+    put(
+        &upstream,
+        "ubuntu/noble/20261201/noble-server-cloudimg-amd64.img",
+        &ubuntu,
+    );
+    put(
+        &upstream,
+        "ubuntu/noble/20261201/SHA256SUMS",
+        format!(
+            "{} *noble-server-cloudimg-amd64.img\n",
+            hex(&sha2::Sha256::digest(&ubuntu))
+        )
+        .as_bytes(),
+    );
+    let debian = vec![22u8; 41_000];
+    let debian_file = "debian-12-genericcloud-amd64-20261130-1950.qcow2";
+    put(
+        &upstream,
+        &format!("debian/bookworm/20261130-1950/{debian_file}"),
+        &debian,
+    );
+    put(
+        &upstream,
+        "debian/bookworm/20261130-1950/SHA512SUMS",
+        format!("{}  {debian_file}\n", hex(&sha2::Sha512::digest(&debian))).as_bytes(),
+    );
+    put(&mirror, "debian-12/20261130-debian-12.qcow2", &debian);
+    let alma = vec![23u8; 42_000];
+    let alma_file = "AlmaLinux-9-GenericCloud-9.7-20261115.x86_64.qcow2";
+    put(
+        &upstream,
+        &format!("almalinux/9/cloud/x86_64/images/{alma_file}"),
+        &alma,
+    );
+    put(
+        &upstream,
+        "almalinux/9/cloud/x86_64/images/CHECKSUM",
+        format!(
+            "SHA256 ({alma_file}) = {}\n",
+            hex(&sha2::Sha256::digest(&alma))
+        )
+        .as_bytes(),
+    );
+    let garden = vec![24u8; 43_000];
+    put(&mirror, "gardenlinux/1877.3-gardenlinux.qcow2", &garden);
+    let cirros = vec![25u8; 44_000];
+    put(
+        &upstream,
+        "cirros/0.6.3/cirros-0.6.3-x86_64-disk.img",
+        &cirros,
+    );
+
+    let run = format!("{}", std::process::id());
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/catalogue/etc/images");
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("etc/images");
+    std::fs::create_dir_all(&folder).unwrap();
+    let base = |server: &Upstream| format!("http://127.0.0.1:{}", server.port);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("@UPSTREAM@", &base(&upstream))
+            .replace("@MIRROR@", &base(&mirror))
+            .replace("@RUN@", &run)
+            .replace("@SHA256_GARDENLINUX@", &hex(&sha2::Sha256::digest(&garden)))
+            .replace("@SHA512_CIRROS@", &hex(&sha2::Sha512::digest(&cirros)));
+        std::fs::write(folder.join(path.file_name().unwrap()), text).unwrap();
+        files += 1;
+    }
+    assert_eq!(files, 5);
+
+    let validated = steward(&["images", "validate"], &folder);
+    assert!(validated.status.success(), "{}", text(&validated));
+    let plan = steward(&["images", "plan", "--os-cloud", &os_cloud], &folder);
+    assert!(!text(&plan).contains("blocked"), "{}", text(&plan));
+    assert_eq!(
+        text(&plan).matches("+ create").count(),
+        5,
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        text(&plan).contains(&format!(
+            "from {}/gardenlinux/1877.3-gardenlinux.qcow2 (mirror of http://127.0.0.1:9/",
+            base(&mirror)
+        )),
+        "{}",
+        text(&plan)
+    );
+    let applied = steward(&["images", "apply", "--os-cloud", &os_cloud], &folder);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let again = steward(
+        &["images", "plan", "--os-cloud", &os_cloud, "--check"],
+        &folder,
+    );
+    assert!(
+        again.status.success(),
+        "a second plan changes nothing: {}",
+        text(&again)
+    );
+
+    for (name, bytes, source) in [
+        ("Ubuntu 24.04", &ubuntu, format!("{}/ubuntu/noble/20261201/noble-server-cloudimg-amd64.img", base(&upstream))),
+        ("Debian 12", &debian, format!("{}/debian/bookworm/20261130-1950/{debian_file}", base(&upstream))),
+        ("AlmaLinux 9", &alma, format!("{}/almalinux/9/cloud/x86_64/images/{alma_file}", base(&upstream))),
+        ("Garden Linux", &garden, "http://127.0.0.1:9/gardenlinux/releases/1877.3/openstack-gardener_prod-amd64-1877.3.tar.xz".to_owned()),
+        ("Cirros", &cirros, format!("{}/cirros/0.6.3/cirros-0.6.3-x86_64-disk.img", base(&upstream))),
+    ] {
+        let name = format!("{name} {run}");
+        let images = mine(&cloud, &name).await;
+        assert_eq!(images.len(), 1, "{name}: {images:?}");
+        let image = &images[0];
+        assert_eq!(image.status, "active", "{name}");
+        assert_eq!(image.visibility, "public", "{name}");
+        assert_eq!(image.size, Some(bytes.len() as u64), "{name}");
+        assert_eq!(
+            image.properties.get("image_source"),
+            Some(&source),
+            "{name}: image_source is the upstream url"
+        );
+        assert!(image.properties.contains_key("steward_verified"), "{name}");
+    }
+    let debian_image = &mine(&cloud, &format!("Debian 12 {run}")).await[0];
+    for (key, value) in [
+        ("hw_scsi_model", "virtio-scsi"),
+        ("hw_watchdog_action", "reset"),
+        ("hw_firmware_type", "uefi"),
+        ("hw_machine_type", "q35"),
+        ("hw_vif_multiqueue_enabled", "true"),
+        ("hotfix_hours", "0"),
+        ("patchlevel", "12.12"),
+        ("os_version", "12.12"),
+        ("provided_until", "2028-06-30"),
+    ] {
+        assert_eq!(
+            debian_image.properties.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {:?}",
+            debian_image.properties
+        );
+    }
+    for name in [
+        "Ubuntu 24.04",
+        "Debian 12",
+        "AlmaLinux 9",
+        "Garden Linux",
+        "Cirros",
+    ] {
+        for image in mine(&cloud, &format!("{name} {run}")).await {
+            cloud.delete_image(&image.id).await.unwrap();
+        }
+    }
+}
