@@ -351,6 +351,23 @@ async fn plan_apply_rotate_correct_drift_and_refuse_bad_checksums() {
         Some(0)
     );
 
+    // A third build the same day, three generations kept: the two older ones, built the same
+    // day, get distinct names (the SCS recency test must not see two images of one name, hidden
+    // ones included).
+    let kept3 = std::fs::read_to_string(&defs)
+        .unwrap()
+        .replace("uuid_validity: last-2", "uuid_validity: last-3");
+    std::fs::write(&defs, kept3).unwrap();
+    upstream.publish("release", &[4u8; 300_000], false);
+    let third = steward(&["images", "apply", "--os-cloud", &os_cloud], &defs);
+    assert!(third.status.success(), "{}", text(&third));
+    let images = mine(&cloud, &name).await;
+    assert_eq!(images.len(), 3, "{}", text(&third));
+    let names: std::collections::BTreeSet<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "distinct names: {names:?}");
+    assert!(names.contains(name.as_str()), "{names:?}");
+    assert_eq!(images.iter().filter(|i| i.hidden).count(), 2, "{images:?}");
+
     // A checksum file that does not match the image: refused, nothing usable left behind.
     let bad_name = format!("{name} bad");
     upstream.publish("bad", &[3u8; 100_000], true);
