@@ -16,23 +16,57 @@ struct Upstream {
 }
 
 impl Upstream {
+    /// Python's http.server over a temporary folder.
     fn start() -> Self {
+        Self::launch(|port, dir| {
+            let mut command = Command::new("python3");
+            command
+                .args([
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .arg("--directory")
+                .arg(dir);
+            command
+        })
+    }
+
+    /// Like [`Upstream::start`], but GETs from anything but Steward (Glance's web-download)
+    /// are answered 503: a mirror Glance cannot import from.
+    fn start_refusing_glance() -> Self {
+        let script = r#"
+import functools, http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if not self.headers.get('User-Agent', '').startswith('steward/'):
+            self.send_error(503, 'this mirror serves Steward only')
+            return
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+handler = functools.partial(H, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), handler).serve_forever()
+"#;
+        Self::launch(|port, dir| {
+            let mut command = Command::new("python3");
+            command.args(["-c", script, &port.to_string()]).arg(dir);
+            command
+        })
+    }
+
+    /// Starts the server `command` builds for a free port and a new folder; waits until it
+    /// accepts connections.
+    fn launch(command: impl FnOnce(u16, &Path) -> Command) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir.path())
+        let child = command(port, dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -57,44 +91,6 @@ impl Upstream {
             .collect();
         let digest = if lie { "0".repeat(64) } else { digest };
         std::fs::write(dir.join("SHA256SUMS"), format!("{digest} *test.img\n")).unwrap();
-    }
-
-    /// Like [`Upstream::start`], but GETs from anything but Steward (Glance's web-download)
-    /// are answered 503: a mirror Glance cannot import from.
-    fn start_refusing_glance() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = r#"
-import functools, http.server, sys
-class H(http.server.SimpleHTTPRequestHandler):
-    def do_GET(self):
-        if not self.headers.get('User-Agent', '').startswith('steward/'):
-            self.send_error(503, 'this mirror serves Steward only')
-            return
-        super().do_GET()
-    def log_message(self, *args):
-        pass
-handler = functools.partial(H, directory=sys.argv[2])
-http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), handler).serve_forever()
-"#;
-        let child = Command::new("python3")
-            .args(["-c", script, &port.to_string()])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Self { dir, port, child }
     }
 
     fn url(&self, folder: &str, file: &str) -> String {
