@@ -50,6 +50,7 @@ pub mod report;
 pub mod scrub;
 pub mod serve;
 pub mod server;
+pub mod sinks;
 pub mod store;
 #[cfg(test)]
 mod test_support;

@@ -375,7 +375,9 @@ pub async fn closed_view(
 }
 
 /// Exact per-product totals over `projects` (as a report computes them).
-fn totals_over(projects: &[crate::report::ProjectUsage]) -> Vec<crate::report::ProductTotal> {
+pub(crate) fn totals_over(
+    projects: &[crate::report::ProjectUsage],
+) -> Vec<crate::report::ProductTotal> {
     use crate::usage::engine::Quantity;
     let mut totals: std::collections::BTreeMap<(String, String), (Quantity, u64, u64)> =
         std::collections::BTreeMap::new();

@@ -387,6 +387,54 @@ pub struct StoredCorrection {
     pub basis: String,
 }
 
+/// One document to deliver to one sink, as the outbox keeps it (see `crate::sinks::outbox`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    /// Store id.
+    pub id: i64,
+    /// The sink's name.
+    pub sink: String,
+    /// First instant of the period.
+    pub period_start: Instant,
+    /// First instant after it.
+    pub period_end: Instant,
+    /// The owner project; `None` for usage no fact names an owner of.
+    pub project_id: Option<String>,
+    /// `report` or `correction`.
+    pub kind: String,
+    /// The closed report's or the correction's content digest.
+    pub digest: String,
+    /// `planned`, `sent`, `confirmed` or `failed-permanent`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// What the sink calls the delivered record.
+    pub remote_id: Option<String>,
+    /// Not attempted before this.
+    pub next_attempt_at: Instant,
+    /// When it was planned.
+    pub created_at: Instant,
+    /// When it last changed.
+    pub updated_at: Instant,
+}
+
+/// What an outbox row becomes after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    /// The new state.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Why the attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// What the sink calls the record, once known.
+    pub remote_id: Option<String>,
+    /// The next attempt, for a retry.
+    pub next_attempt_at: Instant,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -494,6 +542,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records that closed period `period_id` matched the store when it held `facts_seen`
     /// facts.
     fn mark_period_checked(&self, period_id: i64, facts_seen: i64) -> StoreFuture<'_, ()>;
+    /// Plans `deliveries` (state `planned`, due at `now`) unless the same (sink, period,
+    /// project, digest) is planned already; returns how many were new. `id`, `state`,
+    /// `attempts`, `last_error`, `remote_id` and the times of each are ignored.
+    fn plan_deliveries<'a>(
+        &'a self,
+        deliveries: &'a [Delivery],
+        now: Instant,
+    ) -> StoreFuture<'a, u64>;
+    /// The outbox rows of `[start, end)`, of `sink` when given, in planning order.
+    fn deliveries<'a>(
+        &'a self,
+        sink: Option<&'a str>,
+        start: Instant,
+        end: Instant,
+    ) -> StoreFuture<'a, Vec<Delivery>>;
+    /// Rows of `sink` to attempt at `now` (`planned` or `sent`, due), oldest first.
+    fn due_deliveries<'a>(
+        &'a self,
+        sink: &'a str,
+        now: Instant,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<Delivery>>;
+    /// Records an attempt's outcome for row `id`.
+    fn update_delivery<'a>(
+        &'a self,
+        id: i64,
+        update: &'a DeliveryUpdate,
+        now: Instant,
+    ) -> StoreFuture<'a, ()>;
 }
 
 /// Opens an existing store for reading only: nothing is created or migrated, a missing store is

@@ -172,6 +172,29 @@ pub(super) fn resource_facts(
     })
 }
 
+const DELIVERY_COLUMNS: &str = "id, sink, period_start, period_end, project_id, kind, digest, \
+     state, attempts, last_error, remote_id, next_attempt_at, created_at, updated_at";
+
+fn delivery_from_row(row: &AnyRow) -> Result<super::Delivery, sqlx::Error> {
+    let project: String = row.try_get("project_id")?;
+    Ok(super::Delivery {
+        id: row.try_get("id")?,
+        sink: row.try_get("sink")?,
+        period_start: Instant(row.try_get("period_start")?),
+        period_end: Instant(row.try_get("period_end")?),
+        project_id: (!project.is_empty()).then_some(project),
+        kind: row.try_get("kind")?,
+        digest: row.try_get("digest")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        remote_id: row.try_get("remote_id")?,
+        next_attempt_at: Instant(row.try_get("next_attempt_at")?),
+        created_at: Instant(row.try_get("created_at")?),
+        updated_at: Instant(row.try_get("updated_at")?),
+    })
+}
+
 const FACT_COLUMNS: &str = "semantic_key, record_key, resource_type, resource_id, project_id, \
      kind, effective_at, time_source, origin, attributes";
 
@@ -740,6 +763,108 @@ impl Store for SqlStore {
             )
             .bind(facts_seen)
             .bind(period_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+    fn plan_deliveries<'a>(
+        &'a self,
+        deliveries: &'a [super::Delivery],
+        now: Instant,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let mut new = 0;
+            for d in deliveries {
+                let done = sqlx::query::<Any>(
+                    "INSERT INTO outbox (sink, period_start, period_end, project_id, kind, \
+                     digest, state, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'planned', 0, $7, $7, $7) \
+                     ON CONFLICT (sink, period_start, period_end, project_id, digest) DO NOTHING",
+                )
+                .bind(d.sink.clone())
+                .bind(d.period_start.micros())
+                .bind(d.period_end.micros())
+                .bind(d.project_id.clone().unwrap_or_default())
+                .bind(d.kind.clone())
+                .bind(d.digest.clone())
+                .bind(now.micros())
+                .execute(&mut *tx)
+                .await?;
+                new += done.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        sink: Option<&'a str>,
+        start: Instant,
+        end: Instant,
+    ) -> StoreFuture<'a, Vec<super::Delivery>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE period_start = $1 AND period_end = $2 \
+                 AND ($3 = '' OR sink = $3) ORDER BY id"
+            )))
+            .bind(start.micros())
+            .bind(end.micros())
+            .bind(sink.unwrap_or("").to_owned())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(delivery_from_row)
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn due_deliveries<'a>(
+        &'a self,
+        sink: &'a str,
+        now: Instant,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<super::Delivery>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE sink = $1 \
+                 AND state IN ('planned', 'sent') AND next_attempt_at <= $2 \
+                 ORDER BY next_attempt_at, id LIMIT $3"
+            )))
+            .bind(sink.to_owned())
+            .bind(now.micros())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(delivery_from_row)
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn update_delivery<'a>(
+        &'a self,
+        id: i64,
+        update: &'a super::DeliveryUpdate,
+        now: Instant,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query::<Any>(
+                "UPDATE outbox SET state = $1, attempts = $2, last_error = $3, \
+                 remote_id = COALESCE($4, remote_id), next_attempt_at = $5, updated_at = $6 \
+                 WHERE id = $7",
+            )
+            .bind(update.state.clone())
+            .bind(update.attempts)
+            .bind(update.last_error.clone())
+            .bind(update.remote_id.clone())
+            .bind(update.next_attempt_at.micros())
+            .bind(now.micros())
+            .bind(id)
             .execute(&self.pool)
             .await?;
             Ok(())

@@ -129,6 +129,7 @@ store_suite!(
     reconcile_runs_round_trip_newest_first,
     volume_type_names_are_replaced_on_rename,
     a_period_closes_once_and_each_correction_is_stored_once,
+    outbox_rows_are_planned_once_and_move_through_their_states,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -1059,4 +1060,84 @@ async fn a_period_closes_once_and_each_correction_is_stored_once(store: &SqlStor
             .unwrap(),
         1
     );
+}
+
+async fn outbox_rows_are_planned_once_and_move_through_their_states(store: &SqlStore) {
+    use crate::store::{Delivery, DeliveryUpdate};
+    let row = |sink: &str, project: Option<&str>, digest: &str| Delivery {
+        id: 0,
+        sink: sink.to_owned(),
+        period_start: Instant(1_000),
+        period_end: Instant(2_000),
+        project_id: project.map(str::to_owned),
+        kind: "report".to_owned(),
+        digest: digest.to_owned(),
+        state: "ignored".to_owned(),
+        attempts: 9,
+        last_error: None,
+        remote_id: None,
+        next_attempt_at: Instant(0),
+        created_at: Instant(0),
+        updated_at: Instant(0),
+    };
+    let rows = [
+        row("files", Some("p-a"), "sha256:aa"),
+        row("files", None, "sha256:aa"),
+        row("hook", Some("p-a"), "sha256:aa"),
+    ];
+    assert_eq!(
+        store.plan_deliveries(&rows, Instant(5_000)).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store.plan_deliveries(&rows, Instant(6_000)).await.unwrap(),
+        0
+    );
+    let all = store
+        .deliveries(None, Instant(1_000), Instant(2_000))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|d| d.state == "planned" && d.attempts == 0));
+    assert_eq!(all[1].project_id, None, "no owner round-trips as None");
+    let files = store
+        .deliveries(Some("files"), Instant(1_000), Instant(2_000))
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(
+        store
+            .due_deliveries("files", Instant(4_999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store
+        .due_deliveries("files", Instant(5_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    let update = DeliveryUpdate {
+        state: "confirmed".to_owned(),
+        attempts: 1,
+        last_error: None,
+        remote_id: Some("/srv/reports/x.json".to_owned()),
+        next_attempt_at: Instant(7_000),
+    };
+    store
+        .update_delivery(due[0].id, &update, Instant(7_000))
+        .await
+        .unwrap();
+    let due = store
+        .due_deliveries("files", Instant(9_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "a confirmed row is not due");
+    let again = store
+        .deliveries(Some("files"), Instant(1_000), Instant(2_000))
+        .await
+        .unwrap();
+    let confirmed = again.iter().find(|d| d.state == "confirmed").unwrap();
+    assert_eq!(confirmed.remote_id.as_deref(), Some("/srv/reports/x.json"));
+    assert_eq!(confirmed.updated_at, Instant(7_000));
 }

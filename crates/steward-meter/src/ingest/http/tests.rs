@@ -432,6 +432,37 @@ impl Store for BrokenStore {
     fn fact_count_before(&self, _: Instant) -> StoreFuture<'_, i64> {
         broken()
     }
+    fn plan_deliveries<'a>(
+        &'a self,
+        _: &'a [crate::store::Delivery],
+        _: Instant,
+    ) -> StoreFuture<'a, u64> {
+        broken()
+    }
+    fn deliveries<'a>(
+        &'a self,
+        _: Option<&'a str>,
+        _: Instant,
+        _: Instant,
+    ) -> StoreFuture<'a, Vec<crate::store::Delivery>> {
+        broken()
+    }
+    fn due_deliveries<'a>(
+        &'a self,
+        _: &'a str,
+        _: Instant,
+        _: u32,
+    ) -> StoreFuture<'a, Vec<crate::store::Delivery>> {
+        broken()
+    }
+    fn update_delivery<'a>(
+        &'a self,
+        _: i64,
+        _: &'a crate::store::DeliveryUpdate,
+        _: Instant,
+    ) -> StoreFuture<'a, ()> {
+        broken()
+    }
     fn mark_period_checked(&self, _: i64, _: i64) -> StoreFuture<'_, ()> {
         broken()
     }
