@@ -60,6 +60,40 @@ pub struct MeterConfig {
     /// Closing billing periods (calendar months, UTC) and correcting them.
     #[serde(default)]
     pub close: CloseConfig,
+    /// Where closed reports and corrections are delivered (`steward meter push`).
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One entry of `meter.sinks`. (No `deny_unknown_fields` here: serde does not combine it with
+/// `flatten`; the kind's fields refuse unknown keys.)
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SinkConfig {
+    /// The name the outbox and `--sink` know it by.
+    pub name: String,
+    /// What it is.
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+/// The kinds of sink.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkKind {
+    /// JSON and CSV files under `dir`, written atomically.
+    File {
+        /// The folder.
+        dir: std::path::PathBuf,
+    },
+}
+
+impl SinkConfig {
+    /// The sink these settings describe.
+    pub fn build(&self) -> Box<dyn crate::sinks::Sink> {
+        match &self.kind {
+            SinkKind::File { dir } => Box::new(crate::sinks::file::FileSink::new(&self.name, dir)),
+        }
+    }
 }
 
 /// `meter.close`.
@@ -521,6 +555,14 @@ impl MeterConfig {
         if r.concurrency == 0 {
             bad("reconcile.concurrency", "must be at least 1");
         }
+        let mut names = std::collections::BTreeSet::new();
+        for sink in &self.sinks {
+            if sink.name.trim().is_empty() {
+                bad("sinks[].name", "must not be empty");
+            } else if !names.insert(sink.name.as_str()) {
+                bad("sinks[].name", &format!("{:?} is given twice", sink.name));
+            }
+        }
         if self.close.check_interval_secs < 60 {
             bad("close.check_interval_secs", "must be at least 60");
         }
@@ -678,5 +720,30 @@ mod tests {
         let problems = config.problems();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "meter.amqp.queue");
+    }
+}
+
+#[cfg(test)]
+mod sink_config_tests {
+    use super::{SinkConfig, SinkKind};
+
+    #[test]
+    fn a_file_sink_parses_and_unknown_keys_are_refused() {
+        let sink: SinkConfig = serde_json::from_value(serde_json::json!(
+            {"name": "files", "type": "file", "dir": "/srv/reports"}))
+        .unwrap();
+        assert_eq!(sink.name, "files");
+        assert_eq!(
+            sink.kind,
+            SinkKind::File {
+                dir: "/srv/reports".into()
+            }
+        );
+        let unknown = serde_json::from_value::<SinkConfig>(serde_json::json!(
+            {"name": "files", "type": "file", "dir": "/srv", "dri": "typo"}));
+        assert!(unknown.is_err(), "{unknown:?}");
+        let kind = serde_json::from_value::<SinkConfig>(serde_json::json!(
+            {"name": "x", "type": "ftp"}));
+        assert!(kind.unwrap_err().to_string().contains("ftp"));
     }
 }

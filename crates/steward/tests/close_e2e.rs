@@ -22,7 +22,14 @@ fn json_of(out: &std::process::Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_month_never_changes_and_late_facts_become_one_correction() {
-    let mut steward = Steward::new("close", "");
+    let reports = tempfile::tempdir().unwrap();
+    let mut steward = Steward::new(
+        "close",
+        &format!(
+            "  sinks:\n    - name: files\n      type: file\n      dir: {}\n",
+            reports.path().display()
+        ),
+    );
     steward.start().await;
     let run = unique("cls");
     // 20 groups of the mixed workload on 2023-05-03 (servers, volumes, floating IPs, …).
@@ -87,6 +94,58 @@ async fn a_closed_month_never_changes_and_late_facts_become_one_correction() {
     assert_eq!(live["period_state"], "complete-as-of");
     assert_eq!(live["totals"], report["totals"]);
 
+    // Delivered once: the dry run says what would happen, the push writes one slice per
+    // project, pushing again plans and writes nothing.
+    let dry = steward.cli(&["meter", "push", "--period", "2023-05", "--dry-run"]);
+    let said = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        said.lines().count() >= 1
+            && said
+                .lines()
+                .all(|l| l.contains(": create: not delivered yet")),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_dir(reports.path()).unwrap().count(),
+        0,
+        "a dry run writes nothing"
+    );
+    let pushed = steward.cli(&["meter", "push", "--period", "2023-05"]);
+    let said = String::from_utf8_lossy(&pushed.stdout).into_owned();
+    assert!(
+        pushed.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let projects = report["projects"].as_array().unwrap().len();
+    assert_eq!(said.matches(": confirmed").count(), projects, "{said}");
+    let month = reports.path().join("2023-05");
+    let written: Vec<_> = std::fs::read_dir(&month).unwrap().collect();
+    assert_eq!(written.len(), projects);
+    let again = steward.cli(&["meter", "push", "--period", "2023-05"]);
+    let said = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        said.contains("0 new row(s) planned") && !said.contains("confirmed"),
+        "{said}"
+    );
+    let dry = steward.cli(&["meter", "push", "--period", "2023-05", "--dry-run"]);
+    let said = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        said.lines().all(|l| l.contains("no-op: confirmed as")),
+        "{said}"
+    );
+    let unknown = steward.cli(&["meter", "push", "--period", "2023-05", "--sink", "odoo"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no sink \"odoo\" in meter.sinks (configured: files)")
+    );
+
     // `serve` answers GET /v1/reports with the closed report too.
     steward.start().await;
     let pulled: Value = reqwest::get(format!("{}/v1/reports?period=2023-05", steward.base_url()))
@@ -118,6 +177,11 @@ async fn a_closed_month_never_changes_and_late_facts_become_one_correction() {
     assert_eq!(again.as_array().unwrap().len(), 1);
     let shown = steward.cli(&["meter", "report", "--period", "2023-05", "-o", "json"]);
     assert_eq!(shown.stdout, closed.stdout);
+    // The correction is delivered as one more file, for the project it changed.
+    let pushed = steward.cli(&["meter", "push", "--period", "2023-05"]);
+    let said = String::from_utf8_lossy(&pushed.stdout).into_owned();
+    assert!(pushed.status.success(), "{said}");
+    assert!(said.contains("correction: confirmed"), "{said}");
     // The correction's totals are exactly the live change.
     let live_after = json_of(&steward.cli(&[
         "meter", "report", "--period", "2023-05", "--live", "-o", "json",

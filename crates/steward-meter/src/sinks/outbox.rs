@@ -90,17 +90,17 @@ pub fn after_attempt(
     }
 }
 
-/// Plans the deliveries of closed period `period` to `sinks`: per sink, one row per owner
-/// project of the closed report, and one per project each correction changed. Returns how many
-/// rows were new (none when planned before). A period that is not closed plans nothing.
-pub async fn plan_period(
+/// The rows closed period `period` needs for `sinks`: per sink, one per owner project of the
+/// closed report, and one per project each correction changed. A period that is not closed
+/// needs none.
+pub async fn rows_for_period(
     store: &dyn Store,
     period: &Period,
     sinks: &[&str],
     now: Instant,
-) -> Result<u64, CloseError> {
+) -> Result<Vec<Delivery>, CloseError> {
     let Some(closed) = store.closed_period(period.start, period.end).await? else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let report = stored_report(&closed)?;
     let row = |sink: &str, project_id: &Option<String>, kind: &str, digest: &str| Delivery {
@@ -136,7 +136,60 @@ pub async fn plan_period(
             }
         }
     }
+    Ok(rows)
+}
+
+/// Plans the rows of [`rows_for_period`]; returns how many were new (none when planned
+/// before).
+pub async fn plan_period(
+    store: &dyn Store,
+    period: &Period,
+    sinks: &[&str],
+    now: Instant,
+) -> Result<u64, CloseError> {
+    let rows = rows_for_period(store, period, sinks, now).await?;
     Ok(store.plan_deliveries(&rows, now).await?)
+}
+
+/// What `push` would do for each row `wanted` given the outbox rows `existing`, one line
+/// each: `create`, `correction`, `retry` (with the last error), `no-op` (already confirmed) or
+/// `failed-permanent` (with why).
+pub fn describe_plan(wanted: &[Delivery], existing: &[Delivery]) -> Vec<String> {
+    wanted
+        .iter()
+        .map(|w| {
+            let found = existing
+                .iter()
+                .find(|e| e.sink == w.sink && e.project_id == w.project_id && e.digest == w.digest);
+            let project = w.project_id.as_deref().unwrap_or("(no project)");
+            let short: String = w
+                .digest
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+            let what = match (found, w.kind.as_str()) {
+                (None, "correction") => "correction: a late change since the close".to_owned(),
+                (None, _) => "create: not delivered yet".to_owned(),
+                (Some(e), _) if e.state == CONFIRMED => format!(
+                    "no-op: confirmed as {}",
+                    e.remote_id.as_deref().unwrap_or("?")
+                ),
+                (Some(e), _) if e.state == FAILED_PERMANENT => format!(
+                    "failed-permanent after {} attempt(s): {}",
+                    e.attempts,
+                    e.last_error.as_deref().unwrap_or("?")
+                ),
+                (Some(e), _) if e.attempts > 0 => format!(
+                    "retry (attempt {}): {}",
+                    e.attempts + 1,
+                    e.last_error.as_deref().unwrap_or("?")
+                ),
+                (Some(_), _) => "create: planned, not attempted yet".to_owned(),
+            };
+            format!("{} {project} {} {short}: {what}", w.sink, w.kind)
+        })
+        .collect()
 }
 
 /// Rebuilds the document of row `delivery` from the store.
@@ -197,8 +250,24 @@ pub async fn deliver_due(
     limit: u32,
     policy: &RetryPolicy,
 ) -> Result<Vec<(Delivery, DeliveryUpdate)>, CloseError> {
+    let due = store.due_deliveries(sink.name(), now, limit).await?;
+    deliver(store, sink, due, now, policy).await
+}
+
+/// Attempts `rows` (of `sink`, not yet confirmed) now, whatever their backoff, and records each
+/// outcome (`steward meter push`).
+pub async fn deliver(
+    store: &dyn Store,
+    sink: &dyn Sink,
+    rows: Vec<Delivery>,
+    now: Instant,
+    policy: &RetryPolicy,
+) -> Result<Vec<(Delivery, DeliveryUpdate)>, CloseError> {
     let mut done = Vec::new();
-    for delivery in store.due_deliveries(sink.name(), now, limit).await? {
+    for delivery in rows {
+        if delivery.sink != sink.name() || delivery.state != PLANNED {
+            continue;
+        }
         let result = match document(store, &delivery).await {
             Ok(document) => sink.deliver(&document).await,
             Err(e) => Err(AttemptError::Permanent(e.to_string())),

@@ -74,6 +74,34 @@ pub(crate) enum MeterCommand {
     /// correction is stored where their usage changed (`meter serve` does this every
     /// meter.close.check_interval_secs).
     Corrections(CorrectionsArgs),
+    /// Deliver a closed month to the sinks of meter.sinks: per sink, each project's slice of
+    /// the closed report and each correction, exactly once.
+    ///
+    /// The month's rows are planned in the outbox (once: pushing again plans nothing new), then
+    /// every row not yet delivered is attempted now. A sink keys what it writes by the
+    /// document's digest, so a push interrupted between delivering and recording finds its own
+    /// record the next time. --dry-run prints, per sink and project, what would happen (create,
+    /// correction, retry, no-op, failed-permanent) and why, and changes nothing.
+    ///
+    /// Exit status: 0 everything delivered, 1 something failed (retried by the next push), 2
+    /// could not run.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    /// The closed month, e.g. 2026-11.
+    #[arg(long, value_name = "YYYY-MM")]
+    period: String,
+    /// Only this sink (a name from meter.sinks; default: all).
+    #[arg(long, value_name = "NAME")]
+    sink: Option<String>,
+    /// Print what would be delivered and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +242,7 @@ impl MeterCommand {
             Self::Reconcile(args) => reconcile(&config, args).await,
             Self::Close(args) => close(&config, args).await,
             Self::Corrections(args) => corrections(&config, args).await,
+            Self::Push(args) => push(&config, args).await,
             Self::Quarantine(QuarantineCommand::List { limit, out }) => {
                 quarantine_list(&open(&config).await?, limit, out.output).await
             }
@@ -476,6 +505,133 @@ fn completeness_text(report: &steward_meter::report::Report) -> String {
         ));
     }
     text
+}
+
+async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
+    use steward_meter::sinks::outbox::{
+        CONFIRMED, RetryPolicy, deliver, describe_plan, plan_period, rows_for_period,
+    };
+    let period = steward_meter::usage::period::Period::month(&args.period)?;
+    let configured = &config.meter.sinks;
+    if configured.is_empty() {
+        anyhow::bail!(
+            "no sinks configured: add meter.sinks (e.g. `- name: files`, `type: file`, \
+             `dir: /var/lib/steward/reports`; see docs/configuration.md)"
+        );
+    }
+    let sinks: Vec<&steward_meter::config::SinkConfig> = match &args.sink {
+        Some(name) => match configured.iter().find(|s| &s.name == name) {
+            Some(s) => vec![s],
+            None => anyhow::bail!(
+                "no sink {name:?} in meter.sinks (configured: {})",
+                configured
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        None => configured.iter().collect(),
+    };
+    let names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+    if !args.dry_run {
+        init_logging(config);
+    }
+    let (store, _lock) = open_for_writing(config, args.dry_run).await?;
+    if store
+        .closed_period(period.start, period.end)
+        .await
+        .context("reading the closed period")?
+        .is_none()
+    {
+        anyhow::bail!(
+            "{0} is not closed: `steward meter close --period {0}` first (only closed months are \
+             delivered)",
+            args.period
+        );
+    }
+    let now = steward_meter::time::Instant::now();
+    let existing = store
+        .deliveries(None, period.start, period.end)
+        .await
+        .context("reading the outbox")?;
+    if args.dry_run {
+        let wanted = rows_for_period(store.as_ref(), &period, &names, now)
+            .await
+            .context("planning")?;
+        let lines = describe_plan(&wanted, &existing);
+        if args.output == Format::Json {
+            output::json(&lines)?;
+        } else {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            output::print(&text)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let planned = plan_period(store.as_ref(), &period, &names, now)
+        .await
+        .context("planning the deliveries")?;
+    let rows = store
+        .deliveries(None, period.start, period.end)
+        .await
+        .context("reading the outbox")?;
+    let mut failed = 0;
+    let mut text = format!(
+        "{} {}: {planned} new row(s) planned\n",
+        args.period,
+        names.join(", ")
+    );
+    let mut outcomes = Vec::new();
+    for sink_config in &sinks {
+        let sink = sink_config.build();
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.sink == sink_config.name)
+            .cloned()
+            .collect();
+        for (row, update) in deliver(
+            store.as_ref(),
+            sink.as_ref(),
+            mine,
+            now,
+            &RetryPolicy::default(),
+        )
+        .await
+        .context("delivering")?
+        {
+            let project = row.project_id.as_deref().unwrap_or("(no project)");
+            if update.state != CONFIRMED {
+                failed += 1;
+            }
+            text.push_str(&format!(
+                "{} {project} {}: {}{}\n",
+                row.sink,
+                row.kind,
+                update.state,
+                match (&update.remote_id, &update.last_error) {
+                    (Some(id), _) => format!(" ({id})"),
+                    (None, Some(e)) => format!(" ({e})"),
+                    (None, None) => String::new(),
+                }
+            ));
+            outcomes.push(serde_json::json!({
+                "sink": row.sink, "project_id": row.project_id, "kind": row.kind,
+                "digest": row.digest, "state": update.state, "attempts": update.attempts,
+                "remote_id": update.remote_id, "last_error": update.last_error,
+            }));
+        }
+    }
+    if args.output == Format::Json {
+        output::json(&serde_json::json!({"planned": planned, "deliveries": outcomes}))?;
+    } else {
+        output::print(&text)?;
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn corrections(config: &Config, args: CorrectionsArgs) -> anyhow::Result<ExitCode> {

@@ -252,3 +252,42 @@ fn project_ids_cannot_escape_the_folder() {
     assert_eq!(super::safe_name("a/b"), "a_b");
     assert_eq!(super::safe_name("p-1"), "p-1");
 }
+
+#[tokio::test]
+async fn the_push_plan_says_per_sink_and_project_what_would_happen() {
+    use crate::sinks::outbox::{describe_plan, rows_for_period};
+    let (store, _dir) = closed_october().await;
+    let october = Period::month("2026-10").unwrap();
+    let now = at("2026-11-05T01:00:00Z");
+    let wanted = rows_for_period(store.as_ref(), &october, &["files", "hook"], now)
+        .await
+        .unwrap();
+    let fresh = describe_plan(&wanted, &[]).join("\n");
+    insta::assert_snapshot!("push_plan_before_any_delivery", fresh);
+    // One delivered, one failing transiently, one refused for good, one planned only.
+    store.plan_deliveries(&wanted, now).await.unwrap();
+    let rows = store
+        .deliveries(None, october.start, october.end)
+        .await
+        .unwrap();
+    let policy = RetryPolicy::default();
+    let outcomes = [
+        Ok("2026-10/p-a/report-0123456789abcdef.json".to_owned()),
+        Err(AttemptError::Transient(
+            "writing /srv/reports: disk full".to_owned(),
+        )),
+        Err(AttemptError::Permanent(
+            "HTTP 422: unknown project".to_owned(),
+        )),
+    ];
+    for (row, outcome) in rows.iter().zip(outcomes.iter()) {
+        let update = after_attempt(row, outcome, now, &policy);
+        store.update_delivery(row.id, &update, now).await.unwrap();
+    }
+    let existing = store
+        .deliveries(None, october.start, october.end)
+        .await
+        .unwrap();
+    let later = describe_plan(&wanted, &existing).join("\n");
+    insta::assert_snapshot!("push_plan_after_attempts", later);
+}
