@@ -81,3 +81,94 @@ pub(crate) async fn add(store: &SqlStore, facts: &[Fact], received_at: Instant) 
         .await
         .unwrap();
 }
+
+/// The [`Store`](crate::store::Store) methods a test store does not exercise (reconciler runs,
+/// volume types, closed periods, corrections, the outbox), each answering with `$fail()`.
+macro_rules! store_methods_failing_with {
+    ($fail:ident) => {
+        fn record_reconcile_run<'a>(
+            &'a self,
+            _: &'a crate::store::ReconcileRun,
+        ) -> StoreFuture<'a, ()> {
+            $fail()
+        }
+        fn reconcile_runs(&self, _: u32) -> StoreFuture<'_, Vec<crate::store::ReconcileRun>> {
+            $fail()
+        }
+        fn record_volume_types<'a>(
+            &'a self,
+            _: &'a [(String, String)],
+            _: Instant,
+        ) -> StoreFuture<'a, ()> {
+            $fail()
+        }
+        fn volume_type_names(&self) -> StoreFuture<'_, std::collections::BTreeMap<String, String>> {
+            $fail()
+        }
+        fn insert_closed_period<'a>(
+            &'a self,
+            _: &'a crate::store::ClosedPeriod,
+        ) -> StoreFuture<'a, bool> {
+            $fail()
+        }
+        fn closed_period(
+            &self,
+            _: Instant,
+            _: Instant,
+        ) -> StoreFuture<'_, Option<crate::store::ClosedPeriod>> {
+            $fail()
+        }
+        fn closed_periods(&self) -> StoreFuture<'_, Vec<crate::store::PeriodSummary>> {
+            $fail()
+        }
+        fn insert_correction<'a>(
+            &'a self,
+            _: i64,
+            _: &'a crate::store::StoredCorrection,
+            _: i64,
+        ) -> StoreFuture<'a, bool> {
+            $fail()
+        }
+        fn corrections(&self, _: i64) -> StoreFuture<'_, Vec<crate::store::StoredCorrection>> {
+            $fail()
+        }
+        fn fact_count_before(&self, _: Instant) -> StoreFuture<'_, i64> {
+            $fail()
+        }
+        fn plan_deliveries<'a>(
+            &'a self,
+            _: &'a [crate::store::Delivery],
+            _: Instant,
+        ) -> StoreFuture<'a, u64> {
+            $fail()
+        }
+        fn deliveries<'a>(
+            &'a self,
+            _: Option<&'a str>,
+            _: Instant,
+            _: Instant,
+        ) -> StoreFuture<'a, Vec<crate::store::Delivery>> {
+            $fail()
+        }
+        fn due_deliveries<'a>(
+            &'a self,
+            _: &'a str,
+            _: Instant,
+            _: u32,
+        ) -> StoreFuture<'a, Vec<crate::store::Delivery>> {
+            $fail()
+        }
+        fn update_delivery<'a>(
+            &'a self,
+            _: i64,
+            _: &'a crate::store::DeliveryUpdate,
+            _: Instant,
+        ) -> StoreFuture<'a, ()> {
+            $fail()
+        }
+        fn mark_period_checked(&self, _: i64, _: i64) -> StoreFuture<'_, ()> {
+            $fail()
+        }
+    };
+}
+pub(crate) use store_methods_failing_with;
