@@ -51,6 +51,11 @@ pub const PERIOD_CORRECTIONS: &str = "steward_period_corrections_total";
 pub const PERIODS_AWAITING_CLOSE: &str = "steward_periods_awaiting_close";
 /// The end of the newest closed period, Unix seconds.
 pub const LAST_CLOSED_PERIOD_END: &str = "steward_last_closed_period_end_timestamp_seconds";
+/// Delivery attempts by sink and outcome (`confirmed`, `planned` = to retry,
+/// `failed-permanent`).
+pub const DELIVERIES: &str = "steward_deliveries_total";
+/// Outbox rows that ended `failed-permanent`, per sink.
+pub const DELIVERIES_FAILED: &str = "steward_outbox_failed_permanent";
 /// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `408`, `413`, `503`).
 pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
 
@@ -108,6 +113,14 @@ pub fn describe() {
     describe_counter!(
         PERIOD_CORRECTIONS,
         "Corrections of closed periods this process stored (facts that arrived after the close)."
+    );
+    describe_counter!(
+        DELIVERIES,
+        "Delivery attempts of closed reports and corrections, by sink and outcome."
+    );
+    describe_gauge!(
+        DELIVERIES_FAILED,
+        "Outbox rows that failed for good (a refused record), per sink: they need a person."
     );
     describe_gauge!(
         PERIODS_AWAITING_CLOSE,

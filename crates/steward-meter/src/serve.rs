@@ -160,6 +160,17 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
+    let push_task = (!config.sinks.is_empty()).then(|| {
+        tracing::info!(
+            sinks = config.sinks.len(),
+            "pushing closed periods to meter.sinks"
+        );
+        tokio::spawn(crate::sinks::task::run_periodically(
+            store.clone(),
+            config.sinks.clone(),
+            shutdown.clone(),
+        ))
+    });
     let close_task = config.close.auto.then(|| {
         tracing::info!(
             grace_secs = config.close.grace_secs,
@@ -190,6 +201,9 @@ pub async fn serve(
         let _ = task.await;
     }
     if let Some(task) = close_task {
+        let _ = task.await;
+    }
+    if let Some(task) = push_task {
         let _ = task.await;
     }
     if let Some((heartbeat, downtime)) = heartbeat_task {

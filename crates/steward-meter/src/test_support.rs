@@ -158,6 +158,9 @@ macro_rules! store_methods_failing_with {
         ) -> StoreFuture<'a, Vec<crate::store::Delivery>> {
             $fail()
         }
+        fn outbox_summary(&self) -> StoreFuture<'_, Vec<(String, String, i64)>> {
+            $fail()
+        }
         fn update_delivery<'a>(
             &'a self,
             _: i64,

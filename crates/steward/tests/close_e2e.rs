@@ -127,6 +127,12 @@ async fn a_closed_month_never_changes_and_late_facts_become_one_correction() {
     let month = reports.path().join("2023-05");
     let written: Vec<_> = std::fs::read_dir(&month).unwrap().collect();
     assert_eq!(written.len(), projects);
+    let status = steward.status();
+    assert_eq!(
+        status["outbox"],
+        serde_json::json!([{"sink": "files", "state": "confirmed", "rows": projects}]),
+        "{status:#}"
+    );
     let again = steward.cli(&["meter", "push", "--period", "2023-05"]);
     let said = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(

@@ -20,6 +20,7 @@
 
 pub mod file;
 pub mod outbox;
+pub mod task;
 
 use std::future::Future;
 use std::pin::Pin;

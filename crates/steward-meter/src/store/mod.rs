@@ -564,6 +564,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Instant,
         limit: u32,
     ) -> StoreFuture<'a, Vec<Delivery>>;
+    /// Outbox rows counted per sink and state: `(sink, state, rows)`.
+    fn outbox_summary(&self) -> StoreFuture<'_, Vec<(String, String, i64)>>;
     /// Records an attempt's outcome for row `id`.
     fn update_delivery<'a>(
         &'a self,

@@ -846,6 +846,27 @@ impl Store for SqlStore {
         })
     }
 
+    fn outbox_summary(&self) -> StoreFuture<'_, Vec<(String, String, i64)>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT sink, state, COUNT(*) AS n FROM outbox GROUP BY sink, state \
+                 ORDER BY sink, state",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get("sink")?,
+                        row.try_get("state")?,
+                        row.try_get("n")?,
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     fn update_delivery<'a>(
         &'a self,
         id: i64,

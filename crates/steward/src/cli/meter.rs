@@ -833,12 +833,17 @@ async fn status(
         .await
         .context("reading reconciler runs")?;
     let last_reconcile = runs.first().cloned();
+    let outbox = store.outbox_summary().await.context("reading the outbox")?;
     if format == Format::Json {
         let gaps: Vec<_> = recent_gaps.iter().map(|g| gap_json(g, &runs)).collect();
         output::json(&serde_json::json!({
             "summary": summary,
             "recent_gaps": gaps,
             "last_reconcile": last_reconcile,
+            "outbox": outbox
+                .iter()
+                .map(|(sink, state, rows)| serde_json::json!({"sink": sink, "state": state, "rows": rows}))
+                .collect::<Vec<_>>(),
             "periods": periods
                 .iter()
                 .map(|(period, standing)| {
@@ -900,6 +905,16 @@ async fn status(
                 .unwrap_or_default()
         )),
         None => text.push_str("last reconcile: never\n"),
+    }
+    let mut sinks: Vec<&str> = outbox.iter().map(|(sink, _, _)| sink.as_str()).collect();
+    sinks.dedup();
+    for sink in sinks {
+        let counts: Vec<String> = outbox
+            .iter()
+            .filter(|(s, _, _)| s == sink)
+            .map(|(_, state, rows)| format!("{rows} {state}"))
+            .collect();
+        text.push_str(&format!("outbox {sink}: {}\n", counts.join(", ")));
     }
     for (period, standing) in &periods {
         let said = match standing {

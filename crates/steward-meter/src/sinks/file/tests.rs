@@ -291,3 +291,30 @@ async fn the_push_plan_says_per_sink_and_project_what_would_happen() {
     let later = describe_plan(&wanted, &existing).join("\n");
     insta::assert_snapshot!("push_plan_after_attempts", later);
 }
+
+#[tokio::test]
+async fn the_pusher_plans_every_closed_month_and_delivers_it_once() {
+    use crate::sinks::task::push_once;
+    let (store, _dir) = closed_october().await;
+    let out = tempfile::tempdir().unwrap();
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new("files", out.path()))];
+    let now = at("2026-11-05T02:00:00Z");
+    let policy = RetryPolicy::default();
+    assert_eq!(
+        push_once(store.as_ref(), &sinks, now, &policy)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(files_under(out.path()).len(), 4);
+    assert_eq!(
+        push_once(store.as_ref(), &sinks, now, &policy)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.outbox_summary().await.unwrap(),
+        vec![("files".to_owned(), CONFIRMED.to_owned(), 2)]
+    );
+}
