@@ -6,6 +6,7 @@
 //! Several replicas may run it: planning is idempotent, and a row two replicas attempt at once
 //! is delivered under one digest-keyed name, so the sink keeps one record.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,21 +25,32 @@ const POLL: Duration = Duration::from_secs(30);
 /// The most rows one sink attempts per pass.
 const ROWS_PER_PASS: u32 = 200;
 
-/// One pass: plans every closed month for `sinks`, attempts the due rows; returns how many
-/// attempts were made.
+/// The closed months a pusher has planned, with the corrections each had then: a month is
+/// planned again (its stored report and corrections read and parsed) only when it is new or
+/// has a new correction, not on every pass.
+pub type Planned = BTreeMap<(Instant, Instant), i64>;
+
+/// One pass: plans every closed month for `sinks` that `planned` does not hold as it is,
+/// attempts the due rows; returns how many attempts were made.
 pub async fn push_once(
     store: &dyn Store,
     sinks: &[Box<dyn Sink>],
+    planned: &mut Planned,
     now: Instant,
     policy: &RetryPolicy,
 ) -> Result<usize, CloseError> {
     let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
     for closed in store.closed_periods().await? {
+        let key = (closed.start, closed.end);
+        if planned.get(&key) == Some(&closed.corrections) {
+            continue;
+        }
         let period = Period {
             start: closed.start,
             end: closed.end,
         };
         plan_period(store, &period, &names, now).await?;
+        planned.insert(key, closed.corrections);
     }
     let mut attempts = 0;
     for sink in sinks {
@@ -70,11 +82,19 @@ pub async fn run_periodically(
 ) {
     let sinks: Vec<Box<dyn Sink>> = sinks.iter().map(SinkConfig::build).collect();
     let policy = RetryPolicy::default();
+    let mut planned = Planned::new();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        if let Err(error) = push_once(store.as_ref(), &sinks, Instant::now(), &policy).await {
+        let pass = push_once(
+            store.as_ref(),
+            &sinks,
+            &mut planned,
+            Instant::now(),
+            &policy,
+        );
+        if let Err(error) = pass.await {
             tracing::warn!(error = %crate::ingest::reconcile::error_chain(&error),
                 "pushing closed periods failed; next try in {}s", POLL.as_secs());
         }

@@ -300,15 +300,24 @@ async fn the_pusher_plans_every_closed_month_and_delivers_it_once() {
     let sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new("files", out.path()))];
     let now = at("2026-11-05T02:00:00Z");
     let policy = RetryPolicy::default();
+    let mut planned = crate::sinks::task::Planned::new();
     assert_eq!(
-        push_once(store.as_ref(), &sinks, now, &policy)
+        push_once(store.as_ref(), &sinks, &mut planned, now, &policy)
             .await
             .unwrap(),
         2
     );
     assert_eq!(files_under(out.path()).len(), 4);
     assert_eq!(
-        push_once(store.as_ref(), &sinks, now, &policy)
+        push_once(store.as_ref(), &sinks, &mut planned, now, &policy)
+            .await
+            .unwrap(),
+        0
+    );
+    // A pusher that starts afresh plans again, and the outbox's key adds nothing.
+    let mut fresh = crate::sinks::task::Planned::new();
+    assert_eq!(
+        push_once(store.as_ref(), &sinks, &mut fresh, now, &policy)
             .await
             .unwrap(),
         0
@@ -316,5 +325,30 @@ async fn the_pusher_plans_every_closed_month_and_delivers_it_once() {
     assert_eq!(
         store.outbox_summary().await.unwrap(),
         vec![("files".to_owned(), CONFIRMED.to_owned(), 2)]
+    );
+    // A new correction makes the month planned again: one more delivery.
+    add(
+        &store,
+        &[server(
+            "vm-2",
+            "p-b",
+            FactKind::Deleted,
+            "2026-10-30T00:00:00Z",
+        )],
+        now,
+    )
+    .await;
+    let october = Period::month("2026-10").unwrap();
+    let closed = store
+        .closed_period(october.start, october.end)
+        .await
+        .unwrap()
+        .unwrap();
+    check_period(store.as_ref(), &closed, now).await.unwrap();
+    assert_eq!(
+        push_once(store.as_ref(), &sinks, &mut planned, now, &policy)
+            .await
+            .unwrap(),
+        1
     );
 }
