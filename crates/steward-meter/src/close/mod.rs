@@ -365,13 +365,18 @@ pub async fn closed_view(
     };
     let mut report = stored_report(&closed)?;
     if let Some(project) = project {
-        report
-            .projects
-            .retain(|p| p.project_id.as_deref() == Some(project));
-        report.project = Some(project.to_owned());
-        report.totals = totals_over(&report.projects);
+        cut_to_project(&mut report, Some(project.to_owned()));
     }
     Ok(Some(report))
+}
+
+/// Cuts a closed report to one owner's entry (`None`: the usage no fact names an owner of)
+/// and sums the totals over it; the digest stays the closed report's, which names what it was
+/// cut from.
+pub(crate) fn cut_to_project(report: &mut Report, project: Option<String>) {
+    report.projects.retain(|p| p.project_id == project);
+    report.project = project;
+    report.totals = totals_over(&report.projects);
 }
 
 /// Exact per-product totals over `projects` (as a report computes them).

@@ -204,16 +204,10 @@ pub async fn document(store: &dyn Store, delivery: &Delivery) -> Result<Document
     };
     match delivery.kind.as_str() {
         "report" => {
-            // The project's slice: its entry (usage without an owner is the entry whose
-            // project_id is null) and the totals over it; the digest stays the closed report's.
             let mut report = closed_view(store, &period, None)
                 .await?
                 .ok_or_else(|| corrupt("the period is not closed".to_owned()))?;
-            report
-                .projects
-                .retain(|p| p.project_id == delivery.project_id);
-            report.project.clone_from(&delivery.project_id);
-            report.totals = crate::close::totals_over(&report.projects);
+            crate::close::cut_to_project(&mut report, delivery.project_id.clone());
             Ok(Document::Report(Box::new(report)))
         }
         "correction" => {
