@@ -512,23 +512,23 @@ async fn wait_active(
     let deadline = Instant::now() + timeout;
     let mut status = String::new();
     while Instant::now() < deadline {
-        match cloud.image(id).await? {
+        let image = cloud.image(id).await?;
+        if let Some(stores) = image.as_ref().and_then(failed_import) {
+            let reason = failure_reason(cloud, id, &stores).await;
+            let aftermath = match cloud.delete_image(id).await {
+                Ok(()) => format!("image {id} was deleted"),
+                Err(e) => format!("deleting image {id} failed too ({e})"),
+            };
+            return Err(ApplyError::ImportFailed {
+                name: name.to_owned(),
+                id: id.to_owned(),
+                url: url.to_owned(),
+                reason,
+                aftermath,
+            });
+        }
+        match image {
             Some(image) if image.status == "active" => return Ok(image),
-            Some(image) if failed_import(&image).is_some() => {
-                let stores = failed_import(&image).unwrap_or_default();
-                let reason = failure_reason(cloud, id, &stores).await;
-                let aftermath = match cloud.delete_image(id).await {
-                    Ok(()) => format!("image {id} was deleted"),
-                    Err(e) => format!("deleting image {id} failed too ({e})"),
-                };
-                return Err(ApplyError::ImportFailed {
-                    name: name.to_owned(),
-                    id: id.to_owned(),
-                    url: url.to_owned(),
-                    reason,
-                    aftermath,
-                });
-            }
             Some(image) if matches!(image.status.as_str(), "killed" | "deleted") => {
                 status = image.status;
                 break;
