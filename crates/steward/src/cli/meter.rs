@@ -551,11 +551,11 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let now = steward_meter::time::Instant::now();
-    let existing = store
-        .deliveries(None, period.start, period.end)
-        .await
-        .context("reading the outbox")?;
     if args.dry_run {
+        let existing = store
+            .deliveries(None, period.start, period.end)
+            .await
+            .context("reading the outbox")?;
         let wanted = rows_for_period(store.as_ref(), &period, &names, now)
             .await
             .context("planning")?;
