@@ -120,12 +120,10 @@ pub enum CloseError {
 /// The period in words: `2026-11` for a calendar month, else `START..END`.
 pub fn period_label(period: &Period) -> String {
     let start = period.start.to_rfc3339();
-    if let (Some(month), Ok(p)) = (start.get(..7), Period::month(start.get(..7).unwrap_or("")))
-        && p == *period
-    {
-        return month.to_owned();
+    match start.get(..7) {
+        Some(month) if Period::month(month).as_ref() == Ok(period) => month.to_owned(),
+        _ => format!("{start}..{}", period.end.to_rfc3339()),
     }
-    format!("{start}..{}", period.end.to_rfc3339())
 }
 
 /// When `period` may close: its end plus the grace.
