@@ -45,6 +45,8 @@ pub struct DuePass {
     pub closed: Vec<String>,
     /// Periods past their grace that still await a reconciliation.
     pub awaiting: Vec<String>,
+    /// The end of the newest closed period after the pass.
+    pub newest_closed_end: Option<Instant>,
 }
 
 /// Closes every month that is due at `now` (see the module docs).
@@ -69,6 +71,7 @@ pub async fn close_due(
         grace_secs: config.grace_secs,
         without_reconcile: config.without_reconcile,
     };
+    pass.newest_closed_end = closed.iter().map(|(_, end)| *end).max();
     let mut month = month_of(first);
     let mut looked_at = 0;
     while let Some(period) = month {
@@ -81,7 +84,10 @@ pub async fn close_due(
             continue;
         }
         match close_period(store, &period, catalogue, &options).await {
-            Ok(CloseOutcome::Closed(_)) => pass.closed.push(period_label(&period)),
+            Ok(CloseOutcome::Closed(_)) => {
+                pass.closed.push(period_label(&period));
+                pass.newest_closed_end = pass.newest_closed_end.max(Some(period.end));
+            }
             Ok(CloseOutcome::AlreadyClosed(_)) => {}
             Err(CloseError::AwaitingReconcile { .. }) => pass.awaiting.push(period_label(&period)),
             Err(e) => return Err(e),
@@ -125,6 +131,10 @@ pub async fn run_periodically(
             Ok(pass) => {
                 metrics::gauge!(crate::metrics::PERIODS_AWAITING_CLOSE)
                     .set(pass.awaiting.len() as f64);
+                if let Some(newest) = pass.newest_closed_end {
+                    metrics::gauge!(crate::metrics::LAST_CLOSED_PERIOD_END)
+                        .set(newest.micros() as f64 / 1e6);
+                }
                 for period in &pass.awaiting {
                     if asked.insert(period.clone()) {
                         match &reconcile_now {
@@ -142,12 +152,6 @@ pub async fn run_periodically(
             }
             Err(error) => tracing::warn!(error = %crate::ingest::reconcile::error_chain(&error),
                 "closing due periods failed; next try in {}s", POLL.as_secs()),
-        }
-        if let Ok(periods) = store.closed_periods().await
-            && let Some(newest) = periods.iter().map(|p| p.end).max()
-        {
-            metrics::gauge!(crate::metrics::LAST_CLOSED_PERIOD_END)
-                .set(newest.micros() as f64 / 1e6);
         }
         if tokio::time::Instant::now() >= next_check {
             next_check = tokio::time::Instant::now() + check_every;

@@ -442,6 +442,8 @@ async fn serve_closes_every_due_month_once_and_states_the_others() {
         .await
         .unwrap();
     assert!(again.closed.is_empty() && again.awaiting.is_empty());
+    assert_eq!(pass.newest_closed_end, Some(at("2026-11-01T00:00:00Z")));
+    assert_eq!(again.newest_closed_end, pass.newest_closed_end);
     assert_eq!(store.closed_periods().await.unwrap().len(), 2);
 }
 
