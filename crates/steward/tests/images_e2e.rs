@@ -115,6 +115,29 @@ fn definition(name: &str, image_url: &str, sums_url: &str) -> String {
     )
 }
 
+/// An upstream with one build in `folder` (1000 bytes of `byte`) and a definition of it named
+/// `<name> <pid>` in a new folder; returns the upstream (keep it alive), the folder and the file.
+fn one_definition(
+    folder: &str,
+    name: &str,
+    byte: u8,
+) -> (Upstream, tempfile::TempDir, std::path::PathBuf) {
+    let upstream = Upstream::start();
+    upstream.publish(folder, &[byte; 1000], false);
+    let work = tempfile::tempdir().unwrap();
+    let defs = work.path().join("defs.yml");
+    std::fs::write(
+        &defs,
+        definition(
+            &format!("{name} {}", std::process::id()),
+            &upstream.url(folder, "test.img"),
+            &upstream.url(folder, "SHA256SUMS"),
+        ),
+    )
+    .unwrap();
+    (upstream, work, defs)
+}
+
 fn steward(args: &[&str], definitions: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_steward"))
         .args(args)
@@ -699,19 +722,7 @@ async fn os_client_config_file_alone_names_the_clouds_file() {
     let clouds = std::env::var("OS_CLIENT_CONFIG_FILE")
         .or_else(|_| std::env::var("OS_CLIENT_CONFIG_PATH"))
         .expect("scripts/openstack exports the clouds file");
-    let upstream = Upstream::start();
-    upstream.publish("env", &[3u8; 1000], false);
-    let work = tempfile::tempdir().unwrap();
-    let defs = work.path().join("defs.yml");
-    std::fs::write(
-        &defs,
-        definition(
-            &format!("Steward Env {}", std::process::id()),
-            &upstream.url("env", "test.img"),
-            &upstream.url("env", "SHA256SUMS"),
-        ),
-    )
-    .unwrap();
+    let (_upstream, work, defs) = one_definition("env", "Steward Env", 3);
     let run = |file: &str| {
         Command::new(env!("CARGO_BIN_EXE_steward"))
             .args(["images", "plan", "--os-cloud", &os_cloud])
@@ -747,19 +758,7 @@ async fn an_openrc_alone_names_the_cloud() {
     let Some((_os_cloud, _cloud)) = cloud().await else {
         return;
     };
-    let upstream = Upstream::start();
-    upstream.publish("openrc", &[4u8; 1000], false);
-    let work = tempfile::tempdir().unwrap();
-    let defs = work.path().join("defs.yml");
-    std::fs::write(
-        &defs,
-        definition(
-            &format!("Steward Openrc {}", std::process::id()),
-            &upstream.url("openrc", "test.img"),
-            &upstream.url("openrc", "SHA256SUMS"),
-        ),
-    )
-    .unwrap();
+    let (_upstream, work, defs) = one_definition("openrc", "Steward Openrc", 4);
     // The test cloud's clouds.yaml entry, as an openrc would export it.
     let openrc = [
         ("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
