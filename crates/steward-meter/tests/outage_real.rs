@@ -42,6 +42,20 @@ use tokio::sync::watch;
 
 const NEUTRON: &str = "http://127.0.0.1:9696/v2.0";
 
+/// `serve`'s settings for these tests: the store at `url`, the AMQP section `amqp`, a free
+/// HTTP port with 1 s heartbeats, the reconciler on the test cloud for `resources` (its own
+/// interval out of the way: it runs at start and after gaps), no automatic close.
+fn meter_config(url: &str, amqp: Value, resources: &[&str]) -> MeterConfig {
+    serde_json::from_value(json!({
+        "store": {"url": url},
+        "amqp": amqp,
+        "http": {"listen": format!("127.0.0.1:{}", free_port()), "heartbeat_secs": 1},
+        "reconcile": {"cloud": "steward-test", "interval_secs": 3600, "resources": resources},
+        "close": {"auto": false},
+    }))
+    .unwrap()
+}
+
 /// A running `serve`, in process.
 struct Serve {
     stop: watch::Sender<bool>,
@@ -246,16 +260,12 @@ async fn an_outage_across_two_projects_closes_complete_and_bills_what_nova_state
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let queue = format!("steward.e2e.outage.{}", std::process::id());
-    let config: MeterConfig = serde_json::from_value(json!({
-        "store": {"url": url},
-        "amqp": {"url": BROKER, "queue": queue, "queue_type": "classic",
-            "exchanges": ["nova", "openstack", "neutron", "octavia"]},
-        "http": {"listen": format!("127.0.0.1:{}", free_port()), "heartbeat_secs": 1},
-        "reconcile": {"cloud": "steward-test", "interval_secs": 3600,
-            "resources": ["instance", "volume", "floating_ip", "load_balancer"]},
-        "close": {"auto": false},
-    }))
-    .unwrap();
+    let config = meter_config(
+        &url,
+        json!({"url": BROKER, "queue": queue, "queue_type": "classic",
+            "exchanges": ["nova", "openstack", "neutron", "octavia"]}),
+        &["instance", "volume", "floating_ip", "load_balancer"],
+    );
     let began = Instant::now();
     let serve = start(&config);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -546,16 +556,12 @@ async fn a_broker_restart_while_nova_publishes_closes_as_nova_bills() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let queue = format!("steward.e2e.restart.{}", std::process::id());
-    let config: MeterConfig = serde_json::from_value(json!({
-        "store": {"url": url},
-        "amqp": {"url": BROKER, "queue": queue, "exchanges": ["nova", "openstack"],
-            "reconnect_initial_ms": 15000, "reconnect_max_ms": 15000},
-        "http": {"listen": format!("127.0.0.1:{}", free_port()), "heartbeat_secs": 1},
-        "reconcile": {"cloud": "steward-test", "interval_secs": 3600,
-            "resources": ["instance"]},
-        "close": {"auto": false},
-    }))
-    .unwrap();
+    let config = meter_config(
+        &url,
+        json!({"url": BROKER, "queue": queue, "exchanges": ["nova", "openstack"],
+            "reconnect_initial_ms": 15000, "reconnect_max_ms": 15000}),
+        &["instance"],
+    );
     let began = Instant::now();
     let serve = start(&config);
     tokio::time::sleep(Duration::from_secs(3)).await;
