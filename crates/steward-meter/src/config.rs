@@ -85,13 +85,64 @@ pub enum SinkKind {
         /// The folder.
         dir: std::path::PathBuf,
     },
+    /// An HTTP POST per document, signed per Standard Webhooks.
+    Webhook {
+        /// Where to POST (`http://` or `https://`; credentials in it are redacted in messages).
+        url: Secret,
+        /// The signing secret: `whsec_` followed by base64 (the Standard Webhooks form), or the
+        /// base64 alone; usually `${STEWARD_WEBHOOK_SECRET}`.
+        secret: Secret,
+        /// How long one POST may take, connection included. Default 30.
+        #[serde(default = "default_webhook_timeout_secs")]
+        timeout_secs: u64,
+    },
+}
+
+fn default_webhook_timeout_secs() -> u64 {
+    30
 }
 
 impl SinkConfig {
-    /// The sink these settings describe.
-    pub fn build(&self) -> Box<dyn crate::sinks::Sink> {
+    /// The sink these settings describe (settings that [`MeterConfig::problems`] passes).
+    pub fn build(&self) -> Result<Box<dyn crate::sinks::Sink>, String> {
         match &self.kind {
-            SinkKind::File { dir } => Box::new(crate::sinks::file::FileSink::new(&self.name, dir)),
+            SinkKind::File { dir } => {
+                Ok(Box::new(crate::sinks::file::FileSink::new(&self.name, dir)))
+            }
+            SinkKind::Webhook {
+                url,
+                secret,
+                timeout_secs,
+            } => Ok(Box::new(crate::sinks::webhook::WebhookSink::new(
+                &self.name,
+                url.expose(),
+                secret.expose(),
+                std::time::Duration::from_secs(*timeout_secs),
+            )?)),
+        }
+    }
+
+    /// What is wrong with these settings, as `(field, message)` under `sinks[<index>]`.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        match &self.kind {
+            SinkKind::File { .. } => Vec::new(),
+            SinkKind::Webhook {
+                url,
+                secret,
+                timeout_secs,
+            } => {
+                let mut out = Vec::new();
+                if let Err(e) = crate::sinks::webhook::parse_url(url.expose()) {
+                    out.push(("url", e));
+                }
+                if let Err(e) = crate::sinks::webhook::signing_key(secret.expose()) {
+                    out.push(("secret", e));
+                }
+                if *timeout_secs == 0 {
+                    out.push(("timeout_secs", "must be at least 1".to_owned()));
+                }
+                out
+            }
         }
     }
 }
@@ -556,11 +607,14 @@ impl MeterConfig {
             bad("reconcile.concurrency", "must be at least 1");
         }
         let mut names = std::collections::BTreeSet::new();
-        for sink in &self.sinks {
+        for (i, sink) in self.sinks.iter().enumerate() {
             if sink.name.trim().is_empty() {
                 bad("sinks[].name", "must not be empty");
             } else if !names.insert(sink.name.as_str()) {
                 bad("sinks[].name", &format!("{:?} is given twice", sink.name));
+            }
+            for (field, message) in sink.problems() {
+                bad(&format!("sinks[{i}].{field}"), &message);
             }
         }
         if self.close.check_interval_secs < 60 {
@@ -745,5 +799,31 @@ mod sink_config_tests {
         let kind = serde_json::from_value::<SinkConfig>(serde_json::json!(
             {"name": "x", "type": "ftp"}));
         assert!(kind.unwrap_err().to_string().contains("ftp"));
+    }
+
+    #[test]
+    fn a_webhook_needs_an_http_url_and_a_base64_secret_and_names_the_sink() {
+        let config: super::MeterConfig = serde_json::from_value(serde_json::json!({"sinks": [
+            {"name": "good", "type": "webhook", "url": "https://h/x",
+             "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+            {"name": "bad", "type": "webhook", "url": "ftp://h/x", "secret": "not base64!",
+             "timeout_secs": 0},
+        ]}))
+        .unwrap();
+        let fields: Vec<String> = config.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "meter.sinks[1].url",
+                "meter.sinks[1].secret",
+                "meter.sinks[1].timeout_secs"
+            ]
+        );
+        assert!(config.sinks[0].build().is_ok());
+        assert!(format!("{:?}", config.sinks[0]).contains("***"));
+        assert!(!format!("{:?}", config.sinks[0]).contains("MfKQ9r8"));
+        let missing = serde_json::from_value::<SinkConfig>(serde_json::json!(
+            {"name": "x", "type": "webhook", "url": "https://h/x"}));
+        assert!(missing.unwrap_err().to_string().contains("secret"));
     }
 }

@@ -175,3 +175,38 @@ macro_rules! store_methods_failing_with {
     };
 }
 pub(crate) use store_methods_failing_with;
+
+/// A server fact (flavor SCS-2V-4) of `project`.
+pub(crate) fn server(id: &str, project: &str, kind: FactKind, time: &str) -> Fact {
+    fact(
+        ResourceType::Instance,
+        id,
+        project,
+        kind,
+        time,
+        serde_json::json!({"flavor_name": "SCS-2V-4", "vcpus": 2}),
+    )
+}
+
+/// A store with October 2026 closed: server vm-1 of project p-a from the 1st, vm-2 of p-b from
+/// the 20th (the sinks' tests deliver it).
+pub(crate) async fn closed_october() -> (Arc<SqlStore>, tempfile::TempDir) {
+    let (store, dir) = store_with(&[
+        server("vm-1", "p-a", FactKind::Created, "2026-10-01T10:00:00Z"),
+        server("vm-2", "p-b", FactKind::Created, "2026-10-20T00:00:00Z"),
+    ])
+    .await;
+    crate::close::close_period(
+        store.as_ref(),
+        &crate::usage::period::Period::month("2026-10").unwrap(),
+        &crate::usage::catalogue::default_catalogue(),
+        &crate::close::CloseOptions {
+            now: at("2026-11-05T00:00:00Z"),
+            grace_secs: 86_400,
+            without_reconcile: true,
+        },
+    )
+    .await
+    .unwrap();
+    (store, dir)
+}

@@ -41,6 +41,10 @@ fn config_check_accepts_the_documented_examples() {
             .env("STEWARD_DB_PASSWORD", "example")
             .env("STEWARD_AMQP_PASSWORD", "example")
             .env("STEWARD_HTTP_TOKEN", "example")
+            .env(
+                "STEWARD_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
             .output()
             .unwrap();
         assert!(

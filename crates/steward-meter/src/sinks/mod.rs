@@ -11,16 +11,18 @@
 //!   idempotent, on one replica or several.
 //! - **Delivered once per document**: a sink keys what it writes by the document's digest, so a
 //!   retry after a crash between "delivered" and "outbox updated" finds its own record instead
-//!   of writing a second (the file sink: the same path with the same bytes).
+//!   of writing a second (the file sink: the same path with the same bytes; the webhook sink:
+//!   the same `webhook-id`/`Idempotency-Key`, by which the receiver recognises a replay).
 //! - A document is rebuilt from the store (the closed report never changes), so the outbox holds
 //!   references, never copies.
 //!
-//! Sinks are folders shaped alike: `file/` (atomic JSON/CSV files). Webhooks, Ceilometer-format
-//! forwarding and Odoo follow (issue 12).
+//! Sinks are folders shaped alike: `file/` (atomic JSON/CSV files), `webhook/` (signed POSTs).
+//! Ceilometer-format forwarding and Odoo follow (issue 12).
 
 pub mod file;
 pub mod outbox;
 pub mod task;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -80,7 +80,16 @@ pub async fn run_periodically(
     sinks: Vec<SinkConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let sinks: Vec<Box<dyn Sink>> = sinks.iter().map(SinkConfig::build).collect();
+    let sinks: Vec<Box<dyn Sink>> = sinks
+        .iter()
+        .filter_map(|config| match config.build() {
+            Ok(sink) => Some(sink),
+            Err(error) => {
+                tracing::error!(sink = %config.name, %error, "sink cannot run; its rows wait");
+                None
+            }
+        })
+        .collect();
     let policy = RetryPolicy::default();
     let mut planned = Planned::new();
     loop {

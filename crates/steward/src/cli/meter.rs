@@ -584,7 +584,9 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
     );
     let mut outcomes = Vec::new();
     for sink_config in &sinks {
-        let sink = sink_config.build();
+        let sink = sink_config
+            .build()
+            .map_err(|e| anyhow::anyhow!("meter.sinks[{}]: {e}", sink_config.name))?;
         let mine: Vec<_> = rows
             .iter()
             .filter(|r| r.sink == sink_config.name)

@@ -1,53 +1,17 @@
 //! The file sink and the outbox on a real SQLite store: planned once, delivered once, a rerun
 //! writes nothing, a failure is retried with backoff.
 
-use serde_json::json;
-
 use super::FileSink;
 use crate::close::correction::check_period;
-use crate::close::{CloseOptions, close_period};
-use crate::facts::{FactKind, ResourceType};
+use crate::facts::FactKind;
 use crate::sinks::outbox::{
     CONFIRMED, FAILED_PERMANENT, PLANNED, RetryPolicy, after_attempt, deliver_due, plan_period,
 };
 use crate::sinks::{AttemptError, Sink};
 use crate::store::Store;
-use crate::test_support::{add, at, fact, store_with};
+use crate::test_support::{add, at, closed_october, server};
 use crate::time::Instant;
-use crate::usage::catalogue::default_catalogue;
 use crate::usage::period::Period;
-
-fn server(id: &str, project: &str, kind: FactKind, time: &str) -> crate::facts::Fact {
-    fact(
-        ResourceType::Instance,
-        id,
-        project,
-        kind,
-        time,
-        json!({"flavor_name": "SCS-2V-4", "vcpus": 2}),
-    )
-}
-
-async fn closed_october() -> (std::sync::Arc<crate::store::SqlStore>, tempfile::TempDir) {
-    let (store, dir) = store_with(&[
-        server("vm-1", "p-a", FactKind::Created, "2026-10-01T10:00:00Z"),
-        server("vm-2", "p-b", FactKind::Created, "2026-10-20T00:00:00Z"),
-    ])
-    .await;
-    close_period(
-        store.as_ref(),
-        &Period::month("2026-10").unwrap(),
-        &default_catalogue(),
-        &CloseOptions {
-            now: at("2026-11-05T00:00:00Z"),
-            grace_secs: 86_400,
-            without_reconcile: true,
-        },
-    )
-    .await
-    .unwrap();
-    (store, dir)
-}
 
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
