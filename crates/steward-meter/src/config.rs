@@ -96,10 +96,36 @@ pub enum SinkKind {
         #[serde(default = "default_webhook_timeout_secs")]
         timeout_secs: u64,
     },
+    /// Every stored event, forwarded in Ceilometer's HTTP-publisher format (not a document
+    /// sink: a stream with a durable cursor; `serve` runs it, `steward meter forward` too).
+    Ceilometer {
+        /// Where to POST; credentials in it become HTTP Basic authentication.
+        url: Secret,
+        /// A JSON array per request (Ceilometer's `batch=true`); false: one object each.
+        #[serde(default = "default_true")]
+        batch: bool,
+        /// The most events in one array. Default 100.
+        #[serde(default = "default_batch_max_events")]
+        batch_max_events: u32,
+        /// Include the notification as `raw` (Ceilometer's `[event] store_raw`). Default false.
+        #[serde(default)]
+        raw: bool,
+        /// How long one POST may take. Default 10.
+        #[serde(default = "default_forward_timeout_secs")]
+        timeout_secs: u64,
+    },
 }
 
 fn default_webhook_timeout_secs() -> u64 {
     30
+}
+
+fn default_batch_max_events() -> u32 {
+    100
+}
+
+fn default_forward_timeout_secs() -> u64 {
+    10
 }
 
 impl SinkConfig {
@@ -119,6 +145,42 @@ impl SinkConfig {
                 secret.expose(),
                 std::time::Duration::from_secs(*timeout_secs),
             )?)),
+            SinkKind::Ceilometer { .. } => Err(format!(
+                "sink {} forwards events continuously (type ceilometer): \
+                 see `steward meter forward`",
+                self.name
+            )),
+        }
+    }
+
+    /// Whether this sink delivers closed periods' documents through the outbox (`push`);
+    /// a `ceilometer` sink streams events instead.
+    pub fn delivers_documents(&self) -> bool {
+        !matches!(self.kind, SinkKind::Ceilometer { .. })
+    }
+
+    /// The event forwarder these settings describe, `None` for a document sink.
+    pub fn forwarder(
+        &self,
+    ) -> Option<Result<crate::sinks::ceilometer::CeilometerForwarder, String>> {
+        match &self.kind {
+            SinkKind::Ceilometer {
+                url,
+                batch,
+                batch_max_events,
+                raw,
+                timeout_secs,
+            } => Some(crate::sinks::ceilometer::CeilometerForwarder::new(
+                &self.name,
+                url.expose(),
+                &crate::sinks::ceilometer::ForwarderSettings {
+                    batch: *batch,
+                    batch_max_events: *batch_max_events,
+                    raw: *raw,
+                    timeout: std::time::Duration::from_secs(*timeout_secs),
+                },
+            )),
+            _ => None,
         }
     }
 
@@ -137,6 +199,24 @@ impl SinkConfig {
                 }
                 if let Err(e) = crate::sinks::webhook::signing_key(secret.expose()) {
                     out.push(("secret", e));
+                }
+                if *timeout_secs == 0 {
+                    out.push(("timeout_secs", "must be at least 1".to_owned()));
+                }
+                out
+            }
+            SinkKind::Ceilometer {
+                url,
+                batch_max_events,
+                timeout_secs,
+                ..
+            } => {
+                let mut out = Vec::new();
+                if let Err(e) = crate::sinks::webhook::parse_url(url.expose()) {
+                    out.push(("url", e));
+                }
+                if !(1..=10_000).contains(batch_max_events) {
+                    out.push(("batch_max_events", "must be 1 to 10000".to_owned()));
                 }
                 if *timeout_secs == 0 {
                     out.push(("timeout_secs", "must be at least 1".to_owned()));

@@ -56,6 +56,12 @@ pub const LAST_CLOSED_PERIOD_END: &str = "steward_last_closed_period_end_timesta
 pub const DELIVERIES: &str = "steward_deliveries_total";
 /// Outbox rows that ended `failed-permanent`, per sink.
 pub const DELIVERIES_FAILED: &str = "steward_outbox_failed_permanent";
+/// Events a Ceilometer-format forwarder delivered (confirmed by the consumer), per sink.
+pub const FORWARDED: &str = "steward_forwarded_events_total";
+/// Forwarding requests that failed (retried), per sink.
+pub const FORWARD_ERRORS: &str = "steward_forward_errors_total";
+/// Stored events a forwarder has not delivered yet, per sink.
+pub const FORWARD_LAG: &str = "steward_forward_lag_events";
 /// HTTP ingest requests by answer class (`status`: `2xx`, `400`, `401`, `408`, `413`, `503`).
 pub const HTTP_REQUESTS: &str = "steward_http_ingest_requests_total";
 
@@ -117,6 +123,18 @@ pub fn describe() {
     describe_counter!(
         DELIVERIES,
         "Delivery attempts of closed reports and corrections, by sink and outcome."
+    );
+    describe_counter!(
+        FORWARDED,
+        "Events forwarded in Ceilometer format and confirmed by the consumer, per sink."
+    );
+    describe_counter!(
+        FORWARD_ERRORS,
+        "Forwarding requests that failed and will be retried, per sink."
+    );
+    describe_gauge!(
+        FORWARD_LAG,
+        "Stored events a forwarder has not delivered yet, per sink (alert when it only grows)."
     );
     describe_gauge!(
         DELIVERIES_FAILED,

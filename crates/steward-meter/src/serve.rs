@@ -160,17 +160,40 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
-    let push_task = (!config.sinks.is_empty()).then(|| {
+    let document_sinks: Vec<_> = config
+        .sinks
+        .iter()
+        .filter(|s| s.delivers_documents())
+        .cloned()
+        .collect();
+    let push_task = (!document_sinks.is_empty()).then(|| {
         tracing::info!(
-            sinks = config.sinks.len(),
+            sinks = document_sinks.len(),
             "pushing closed periods to meter.sinks"
         );
         tokio::spawn(crate::sinks::task::run_periodically(
             store.clone(),
-            config.sinks.clone(),
+            document_sinks,
             shutdown.clone(),
         ))
     });
+    let mut forward_tasks = Vec::new();
+    for sink in &config.sinks {
+        match sink.forwarder() {
+            Some(Ok(forwarder)) => {
+                tracing::info!(sink = %sink.name, "forwarding stored events in Ceilometer format");
+                forward_tasks.push(tokio::spawn(crate::sinks::ceilometer::run_periodically(
+                    store.clone(),
+                    forwarder,
+                    shutdown.clone(),
+                )));
+            }
+            Some(Err(error)) => {
+                tracing::error!(sink = %sink.name, %error, "event forwarder cannot run");
+            }
+            None => {}
+        }
+    }
     let close_task = config.close.auto.then(|| {
         tracing::info!(
             grace_secs = config.close.grace_secs,
@@ -204,6 +227,9 @@ pub async fn serve(
         let _ = task.await;
     }
     if let Some(task) = push_task {
+        let _ = task.await;
+    }
+    for task in forward_tasks {
         let _ = task.await;
     }
     if let Some((heartbeat, downtime)) = heartbeat_task {

@@ -172,6 +172,28 @@ macro_rules! store_methods_failing_with {
         fn mark_period_checked(&self, _: i64, _: i64) -> StoreFuture<'_, ()> {
             $fail()
         }
+        fn events_after(
+            &self,
+            _: crate::store::ForwardPosition,
+            _: u32,
+        ) -> StoreFuture<'_, Vec<crate::store::StoredEvent>> {
+            $fail()
+        }
+        fn events_behind(&self, _: crate::store::ForwardPosition) -> StoreFuture<'_, i64> {
+            $fail()
+        }
+        fn forward_cursors(&self) -> StoreFuture<'_, Vec<crate::store::ForwardCursor>> {
+            $fail()
+        }
+        fn advance_forward_cursor<'a>(
+            &'a self,
+            _: &'a str,
+            _: crate::store::ForwardPosition,
+            _: u64,
+            _: Instant,
+        ) -> StoreFuture<'a, ()> {
+            $fail()
+        }
     };
 }
 pub(crate) use store_methods_failing_with;

@@ -16,9 +16,11 @@
 //! - A document is rebuilt from the store (the closed report never changes), so the outbox holds
 //!   references, never copies.
 //!
-//! Sinks are folders shaped alike: `file/` (atomic JSON/CSV files), `webhook/` (signed POSTs).
-//! Ceilometer-format forwarding and Odoo follow (issue 12).
+//! Sinks are folders shaped alike: `file/` (atomic JSON/CSV files), `webhook/` (signed POSTs),
+//! and `ceilometer/`, which is not a document sink but streams every stored event with a
+//! durable cursor. Odoo follows (issue 12).
 
+pub mod ceilometer;
 pub mod file;
 pub mod outbox;
 pub mod task;

@@ -172,9 +172,19 @@ async fn write_group(
             .copied()
             .filter(|a| seen_records.insert(a.record.dedup_key.as_str()))
             .collect();
-        // Insert in key order: replicas committing overlapping keys (redeliveries after a
-        // crash) then take their locks in the same order and cannot deadlock.
-        first_seen.sort_unstable_by(|x, y| x.record.dedup_key.cmp(&y.record.dedup_key));
+        match backend {
+            // Insert in key order: replicas committing overlapping keys (redeliveries after a
+            // crash) then take their locks in the same order and cannot deadlock.
+            Backend::Postgres => {
+                first_seen.sort_unstable_by(|x, y| x.record.dedup_key.cmp(&y.record.dedup_key));
+            }
+            // One writer, no lock order to keep: insert in emission order, so that ids —
+            // the order event forwarders read in — follow the services' own order.
+            Backend::Sqlite => first_seen.sort_unstable_by(|x, y| {
+                (x.record.emitted_at, &x.record.dedup_key)
+                    .cmp(&(y.record.emitted_at, &y.record.dedup_key))
+            }),
+        }
         match mode {
             Mode::Together => {
                 for chunk in first_seen.chunks(ROWS_PER_STATEMENT) {

@@ -435,6 +435,70 @@ pub struct DeliveryUpdate {
     pub next_attempt_at: Instant,
 }
 
+/// A place in the stored records, in the order event forwarders read them.
+///
+/// PostgreSQL (see migration 0008): by the writing transaction, then by emission time, then by
+/// id. SQLite: by id alone (`txid` and `emitted_at` are 0): one writer commits at a time and
+/// inserts each batch in emission order. Either way, whatever becomes readable after a
+/// position was read sorts after it, and the events committed together go out in the order
+/// their services emitted them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct ForwardPosition {
+    /// The writing transaction (PostgreSQL), 0 on SQLite.
+    pub txid: i64,
+    /// The record's emission time in microseconds, 0 when it has none (PostgreSQL), 0 on
+    /// SQLite.
+    pub emitted_at: i64,
+    /// The record's id.
+    pub record_id: i64,
+}
+
+/// One stored event to forward: an oslo notification or a Ceilometer event, as received
+/// (credentials scrubbed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Where it is.
+    pub position: ForwardPosition,
+    /// `notification` or `ceilometer_event`.
+    pub kind: String,
+    /// The envelope's or event's `message_id`.
+    pub message_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// The envelope's `publisher_id`.
+    pub publisher_id: Option<String>,
+    /// The envelope's `timestamp` or the event's `generated`.
+    pub emitted_at: Option<Instant>,
+    /// When Steward received it.
+    pub received_at: Instant,
+    /// The body as stored.
+    pub body: String,
+}
+
+/// How far one forwarder has delivered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardCursor {
+    /// The sink's name.
+    pub sink: String,
+    /// The last delivered event.
+    pub position: ForwardPosition,
+    /// Events delivered so far.
+    pub forwarded: i64,
+    /// When it last moved.
+    pub updated_at: Instant,
+}
+
 /// Everything `steward meter status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusSummary {
@@ -571,6 +635,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &'a self,
         id: i64,
         update: &'a DeliveryUpdate,
+        now: Instant,
+    ) -> StoreFuture<'a, ()>;
+    /// The stored events (notifications and Ceilometer events) after `after` that no running
+    /// transaction can still precede, in forwarding order, at most `limit`.
+    fn events_after(&self, after: ForwardPosition, limit: u32)
+    -> StoreFuture<'_, Vec<StoredEvent>>;
+    /// How many stored events come after `after` (a forwarder's lag).
+    fn events_behind(&self, after: ForwardPosition) -> StoreFuture<'_, i64>;
+    /// Every forwarder's cursor, by sink name.
+    fn forward_cursors(&self) -> StoreFuture<'_, Vec<ForwardCursor>>;
+    /// Moves `sink`'s cursor to `to` (never backwards: a replica behind leaves it) and counts
+    /// `events` more as delivered.
+    fn advance_forward_cursor<'a>(
+        &'a self,
+        sink: &'a str,
+        to: ForwardPosition,
+        events: u64,
         now: Instant,
     ) -> StoreFuture<'a, ()>;
 }

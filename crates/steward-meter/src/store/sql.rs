@@ -891,4 +891,139 @@ impl Store for SqlStore {
             Ok(())
         })
     }
+
+    fn events_after(
+        &self,
+        after: super::ForwardPosition,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<super::StoredEvent>> {
+        Box::pin(async move {
+            let sql = match self.backend {
+                Backend::Sqlite => {
+                    "SELECT 0 AS txid, 0 AS emitted_key, id, kind, message_id, event_type, \
+                     publisher_id, emitted_at, received_at, body FROM raw_records \
+                     WHERE $1 = 0 AND $2 = 0 AND id > $3 \
+                     AND kind IN ('notification', 'ceilometer_event') \
+                     ORDER BY id LIMIT $4"
+                }
+                Backend::Postgres => {
+                    "SELECT CAST(CAST(txid AS TEXT) AS BIGINT) AS txid, \
+                     COALESCE(emitted_at, 0) AS emitted_key, id, kind, message_id, \
+                     event_type, publisher_id, emitted_at, received_at, body FROM raw_records \
+                     WHERE (txid, COALESCE(emitted_at, 0), id) \
+                     > (CAST(CAST($1 AS TEXT) AS xid8), $2, $3) \
+                     AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                     AND kind IN ('notification', 'ceilometer_event') \
+                     ORDER BY txid, COALESCE(emitted_at, 0), id LIMIT $4"
+                }
+            };
+            let rows = sqlx::query::<Any>(sql)
+                .bind(after.txid)
+                .bind(after.emitted_at)
+                .bind(after.record_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(super::StoredEvent {
+                        position: super::ForwardPosition {
+                            txid: row.try_get("txid")?,
+                            emitted_at: row.try_get("emitted_key")?,
+                            record_id: row.try_get("id")?,
+                        },
+                        kind: row.try_get("kind")?,
+                        message_id: row.try_get("message_id")?,
+                        event_type: row.try_get("event_type")?,
+                        publisher_id: row.try_get("publisher_id")?,
+                        emitted_at: row.try_get::<Option<i64>, _>("emitted_at")?.map(Instant),
+                        received_at: Instant(row.try_get("received_at")?),
+                        body: row.try_get("body")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn events_behind(&self, after: super::ForwardPosition) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let sql = match self.backend {
+                Backend::Sqlite => {
+                    "SELECT COUNT(*) FROM raw_records WHERE $1 = 0 AND $2 = 0 AND id > $3 \
+                     AND kind IN ('notification', 'ceilometer_event')"
+                }
+                Backend::Postgres => {
+                    "SELECT COUNT(*) FROM raw_records \
+                     WHERE (txid, COALESCE(emitted_at, 0), id) \
+                     > (CAST(CAST($1 AS TEXT) AS xid8), $2, $3) \
+                     AND kind IN ('notification', 'ceilometer_event')"
+                }
+            };
+            let row = sqlx::query::<Any>(sql)
+                .bind(after.txid)
+                .bind(after.emitted_at)
+                .bind(after.record_id)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    fn forward_cursors(&self) -> StoreFuture<'_, Vec<super::ForwardCursor>> {
+        Box::pin(async move {
+            let rows = sqlx::query::<Any>(
+                "SELECT sink, txid, emitted_at, record_id, forwarded, updated_at \
+                 FROM forward_cursors ORDER BY sink",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(super::ForwardCursor {
+                        sink: row.try_get("sink")?,
+                        position: super::ForwardPosition {
+                            txid: row.try_get("txid")?,
+                            emitted_at: row.try_get("emitted_at")?,
+                            record_id: row.try_get("record_id")?,
+                        },
+                        forwarded: row.try_get("forwarded")?,
+                        updated_at: Instant(row.try_get("updated_at")?),
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn advance_forward_cursor<'a>(
+        &'a self,
+        sink: &'a str,
+        to: super::ForwardPosition,
+        events: u64,
+        now: Instant,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query::<Any>(
+                "INSERT INTO forward_cursors \
+                 (sink, txid, emitted_at, record_id, forwarded, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (sink) DO UPDATE SET txid = excluded.txid, \
+                 emitted_at = excluded.emitted_at, record_id = excluded.record_id, \
+                 forwarded = forward_cursors.forwarded + excluded.forwarded, \
+                 updated_at = excluded.updated_at \
+                 WHERE (forward_cursors.txid, forward_cursors.emitted_at, forward_cursors.record_id) \
+                 < (excluded.txid, excluded.emitted_at, excluded.record_id)",
+            )
+            .bind(sink.to_owned())
+            .bind(to.txid)
+            .bind(to.emitted_at)
+            .bind(to.record_id)
+            .bind(i64::try_from(events).unwrap_or(i64::MAX))
+            .bind(now.micros())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
 }

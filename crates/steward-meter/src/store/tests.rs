@@ -130,6 +130,7 @@ store_suite!(
     volume_type_names_are_replaced_on_rename,
     a_period_closes_once_and_each_correction_is_stored_once,
     outbox_rows_are_planned_once_and_move_through_their_states,
+    events_are_read_in_order_after_a_cursor_that_never_moves_back,
 );
 
 fn record(key: &str, source: Source) -> RawRecord {
@@ -1140,4 +1141,128 @@ async fn outbox_rows_are_planned_once_and_move_through_their_states(store: &SqlS
     let confirmed = again.iter().find(|d| d.state == "confirmed").unwrap();
     assert_eq!(confirmed.remote_id.as_deref(), Some("/srv/reports/x.json"));
     assert_eq!(confirmed.updated_at, Instant(7_000));
+}
+
+/// `events_after`, waited for until it holds `want` events: on PostgreSQL, events become
+/// readable once every older write transaction of the server has ended, and parallel tests in
+/// other databases run theirs.
+async fn readable_events(
+    store: &SqlStore,
+    after: super::ForwardPosition,
+    limit: u32,
+    want: usize,
+) -> Vec<super::StoredEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let events = store.events_after(after, limit).await.unwrap();
+        if events.len() >= want || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn events_are_read_in_order_after_a_cursor_that_never_moves_back(store: &SqlStore) {
+    use super::ForwardPosition;
+    let mut observation = record("api:vm-9", Source::Reconcile);
+    observation.kind = RecordKind::ApiObservation;
+    store
+        .commit(&[batch(vec![
+            accepted("msg:e1", vec![]),
+            accepted("msg:e2", vec![]),
+            Accepted {
+                record: observation,
+                facts: vec![],
+            },
+        ])])
+        .await
+        .unwrap();
+    store
+        .commit(&[batch(vec![accepted("msg:e3", vec![])])])
+        .await
+        .unwrap();
+    let start = ForwardPosition::default();
+    let all = readable_events(store, start, 100, 3).await;
+    let ids: Vec<&str> = all.iter().filter_map(|e| e.message_id.as_deref()).collect();
+    assert_eq!(ids, ["e1", "e2", "e3"], "API observations are not events");
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(all[0].kind, "notification");
+    assert_eq!(all[0].body, "{\"message_id\": \"msg:e1\"}");
+    assert_eq!(all[0].emitted_at, Some(Instant(1_683_108_672_123_456)));
+    let first_two = store.events_after(start, 2).await.unwrap();
+    assert_eq!(first_two.len(), 2);
+    let rest = store
+        .events_after(first_two[1].position, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].message_id.as_deref(), Some("e3"));
+    assert_eq!(store.events_behind(first_two[1].position).await.unwrap(), 1);
+    assert_eq!(store.events_behind(start).await.unwrap(), 3);
+
+    assert!(store.forward_cursors().await.unwrap().is_empty());
+    store
+        .advance_forward_cursor("legacy", first_two[1].position, 2, Instant(10))
+        .await
+        .unwrap();
+    store
+        .advance_forward_cursor("legacy", rest[0].position, 1, Instant(20))
+        .await
+        .unwrap();
+    // A replica behind cannot move it back.
+    store
+        .advance_forward_cursor("legacy", first_two[0].position, 1, Instant(30))
+        .await
+        .unwrap();
+    let cursors = store.forward_cursors().await.unwrap();
+    assert_eq!(cursors.len(), 1);
+    assert_eq!(cursors[0].position, rest[0].position);
+    assert_eq!(
+        (cursors[0].forwarded, cursors[0].updated_at),
+        (3, Instant(20))
+    );
+}
+
+/// PostgreSQL: a transaction that took a smaller id but commits after a bigger one is not
+/// passed over (the reason for the txid column of migration 0008).
+#[tokio::test]
+async fn postgres_a_late_committing_transaction_is_not_skipped() {
+    use sqlx::Acquire;
+    let Some(t) = postgres_store().await else {
+        return;
+    };
+    let store = &t.store;
+    let insert = |key: &str| {
+        format!(
+            "INSERT INTO raw_records (dedup_key, source, kind, message_id, received_at, \
+             committed_at, body) VALUES ('msg:{key}', 'amqp', 'notification', '{key}', 1, 1, '{{}}')"
+        )
+    };
+    let mut slow_conn = store.pool().acquire().await.unwrap();
+    let mut slow = slow_conn.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert("early-id")))
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    // Another writer takes a bigger id and commits first.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert("late-id")))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let start = super::ForwardPosition::default();
+    let seen = store.events_after(start, 100).await.unwrap();
+    assert!(
+        seen.is_empty(),
+        "nothing may be read while an older transaction runs: {seen:?}"
+    );
+    slow.commit().await.unwrap();
+    let seen = readable_events(store, start, 100, 2).await;
+    let ids: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| e.message_id.as_deref())
+        .collect();
+    assert_eq!(ids, ["early-id", "late-id"]);
+    assert!(seen[0].position < seen[1].position);
+    drop(slow_conn);
+    t.finish().await;
 }

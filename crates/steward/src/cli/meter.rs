@@ -86,6 +86,27 @@ pub(crate) enum MeterCommand {
     /// Exit status: 0 everything delivered, 1 something failed (retried by the next push), 2
     /// could not run.
     Push(PushArgs),
+    /// Forward every stored event in Ceilometer's HTTP-publisher format to the sinks of type
+    /// ceilometer, from each one's durable cursor until it has caught up.
+    ///
+    /// At least once and in the store's order: a sink's cursor moves only after the consumer
+    /// answered 2xx, so an interrupted run sends the unconfirmed events again (consumers
+    /// de-duplicate on message_id). `meter serve` forwards continuously; run this where no
+    /// serve does (on SQLite it refuses to run beside one).
+    ///
+    /// Exit status: 0 caught up, 1 a consumer failed (its events wait at the cursor), 2 could
+    /// not run.
+    Forward(ForwardArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForwardArgs {
+    /// Only this sink (a name from meter.sinks of type ceilometer; default: all of them).
+    #[arg(long, value_name = "NAME")]
+    sink: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Format,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +264,7 @@ impl MeterCommand {
             Self::Close(args) => close(&config, args).await,
             Self::Corrections(args) => corrections(&config, args).await,
             Self::Push(args) => push(&config, args).await,
+            Self::Forward(args) => forward(&config, args).await,
             Self::Quarantine(QuarantineCommand::List { limit, out }) => {
                 quarantine_list(&open(&config).await?, limit, out.output).await
             }
@@ -521,6 +543,10 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
     }
     let sinks: Vec<&steward_meter::config::SinkConfig> = match &args.sink {
         Some(name) => match configured.iter().find(|s| &s.name == name) {
+            Some(s) if !s.delivers_documents() => anyhow::bail!(
+                "sink {name:?} forwards events continuously (type ceilometer), it has no \
+                 documents to push: `serve` runs it, or `steward meter forward --sink {name}`"
+            ),
             Some(s) => vec![s],
             None => anyhow::bail!(
                 "no sink {name:?} in meter.sinks (configured: {})",
@@ -531,8 +557,17 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
                     .join(", ")
             ),
         },
-        None => configured.iter().collect(),
+        None => configured
+            .iter()
+            .filter(|s| s.delivers_documents())
+            .collect(),
     };
+    if sinks.is_empty() {
+        anyhow::bail!(
+            "meter.sinks has only event forwarders (type ceilometer), no sink for documents: \
+             add a file or webhook sink (docs/sinks.md)"
+        );
+    }
     let names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
     if !args.dry_run {
         init_logging(config);
@@ -626,6 +661,90 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
     }
     if args.output == Format::Json {
         output::json(&serde_json::json!({"planned": planned, "deliveries": outcomes}))?;
+    } else {
+        output::print(&text)?;
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn forward(config: &Config, args: ForwardArgs) -> anyhow::Result<ExitCode> {
+    let forwarders: Vec<_> = config
+        .meter
+        .sinks
+        .iter()
+        .filter(|s| args.sink.as_ref().is_none_or(|name| &s.name == name))
+        .filter_map(|s| s.forwarder().map(|f| (s.name.clone(), f)))
+        .collect();
+    if forwarders.is_empty() {
+        anyhow::bail!(match &args.sink {
+            Some(name) => format!(
+                "no sink {name:?} of type ceilometer in meter.sinks (docs/sinks.md#ceilometer)"
+            ),
+            None => "no sink of type ceilometer in meter.sinks: add one (`- name: legacy`, \
+                     `type: ceilometer`, `url: http://consumer:8088/post_json`; docs/sinks.md)"
+                .to_owned(),
+        });
+    }
+    init_logging(config);
+    let (store, _lock) = open_for_writing(config, false).await?;
+    let mut failed = 0;
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for (name, forwarder) in forwarders {
+        let forwarder = forwarder.map_err(|e| anyhow::anyhow!("meter.sinks[{name}]: {e}"))?;
+        let mut total = steward_meter::sinks::ceilometer::Pass::default();
+        let error = loop {
+            match forwarder.forward_once(store.as_ref(), 100).await {
+                Ok(pass) => {
+                    total.events += pass.events;
+                    total.requests += pass.requests;
+                    total.unconvertible += pass.unconvertible;
+                    total.position = pass.position;
+                    if pass.requests < 100 {
+                        break None;
+                    }
+                    tracing::info!(sink = %name, forwarded = total.events, "forwarding");
+                }
+                Err((pass, error)) => {
+                    total.events += pass.events;
+                    total.requests += pass.requests;
+                    total.unconvertible += pass.unconvertible;
+                    total.position = pass.position;
+                    break Some(error);
+                }
+            }
+        };
+        let behind = store
+            .events_behind(total.position)
+            .await
+            .context("counting the events behind")?;
+        text.push_str(&format!(
+            "{name}: forwarded {} event(s) in {} request(s); cursor at record {}; {behind} behind",
+            total.events, total.requests, total.position.record_id
+        ));
+        if total.unconvertible > 0 {
+            text.push_str(&format!(
+                "; {} stored event(s) could not be converted (see the log)",
+                total.unconvertible
+            ));
+        }
+        if let Some(error) = &error {
+            failed += 1;
+            text.push_str(&format!("; stopped: {error}"));
+        }
+        text.push('\n');
+        json.push(serde_json::json!({
+            "sink": name, "events": total.events, "requests": total.requests,
+            "unconvertible": total.unconvertible, "position": total.position,
+            "behind": behind, "error": error.map(|e| e.to_string()),
+        }));
+    }
+    if args.output == Format::Json {
+        output::json(&json)?;
     } else {
         output::print(&text)?;
     }
@@ -836,6 +955,18 @@ async fn status(
         .context("reading reconciler runs")?;
     let last_reconcile = runs.first().cloned();
     let outbox = store.outbox_summary().await.context("reading the outbox")?;
+    let mut forwarders = Vec::new();
+    for cursor in store
+        .forward_cursors()
+        .await
+        .context("reading the forwarders' cursors")?
+    {
+        let behind = store
+            .events_behind(cursor.position)
+            .await
+            .context("counting the events behind")?;
+        forwarders.push((cursor, behind));
+    }
     if format == Format::Json {
         let gaps: Vec<_> = recent_gaps.iter().map(|g| gap_json(g, &runs)).collect();
         output::json(&serde_json::json!({
@@ -845,6 +976,14 @@ async fn status(
             "outbox": outbox
                 .iter()
                 .map(|(sink, state, rows)| serde_json::json!({"sink": sink, "state": state, "rows": rows}))
+                .collect::<Vec<_>>(),
+            "forwarders": forwarders
+                .iter()
+                .map(|(cursor, behind)| serde_json::json!({
+                    "sink": cursor.sink, "position": cursor.position,
+                    "forwarded": cursor.forwarded, "updated_at": cursor.updated_at,
+                    "behind": behind,
+                }))
                 .collect::<Vec<_>>(),
             "periods": periods
                 .iter()
@@ -917,6 +1056,14 @@ async fn status(
             .map(|(_, state, rows)| format!("{rows} {state}"))
             .collect();
         text.push_str(&format!("outbox {sink}: {}\n", counts.join(", ")));
+    }
+    for (cursor, behind) in &forwarders {
+        text.push_str(&format!(
+            "forwarder {}: {} event(s) forwarded, {behind} behind, last moved {}\n",
+            cursor.sink,
+            cursor.forwarded,
+            cursor.updated_at.to_rfc3339()
+        ));
     }
     for (period, standing) in &periods {
         let said = match standing {

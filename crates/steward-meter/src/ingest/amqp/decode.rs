@@ -37,6 +37,30 @@ pub fn decode_delivery(
     }
 }
 
+/// The notification inside an envelope 2.0 body (`oslo.message`, decoded), `None` for a 1.0
+/// body (the notification is the body itself).
+pub(crate) fn inner_envelope(
+    outer: &serde_json::Map<String, Value>,
+) -> Result<Option<Value>, String> {
+    match (outer.get("oslo.version"), outer.get("oslo.message")) {
+        (Some(version), Some(message)) => {
+            let version = version.as_str().unwrap_or_default();
+            if version.split('.').next() != Some("2") {
+                return Err(format!(
+                    "unsupported oslo.version {version:?} (expected 2.x)"
+                ));
+            }
+            let Value::String(message) = message else {
+                return Err("oslo.message is not a string".to_owned());
+            };
+            serde_json::from_str::<Value>(message)
+                .map(Some)
+                .map_err(|e| format!("oslo.message is not JSON: {e}"))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn decode_inner(
     body: &[u8],
     exchange: &str,
@@ -50,23 +74,13 @@ fn decode_inner(
     let Value::Object(outer_map) = &outer else {
         return Err("body is not a JSON object".to_owned());
     };
-    let mut inner_holder = Value::Null;
-    let (envelope, version) = match (outer_map.get("oslo.version"), outer_map.get("oslo.message")) {
-        (Some(version), Some(message)) => {
-            let version = version.as_str().unwrap_or_default();
-            if version.split('.').next() != Some("2") {
-                return Err(format!(
-                    "unsupported oslo.version {version:?} (expected 2.x)"
-                ));
-            }
-            let Value::String(message) = message else {
-                return Err("oslo.message is not a string".to_owned());
-            };
-            inner_holder = serde_json::from_str::<Value>(message)
-                .map_err(|e| format!("oslo.message is not JSON: {e}"))?;
-            (&inner_holder, "2.0")
-        }
-        _ => (&outer, "1.0"),
+    let inner = inner_envelope(outer_map)?;
+    let version = if inner.is_some() { "2.0" } else { "1.0" };
+    let mut inner_holder = inner.unwrap_or(Value::Null);
+    let envelope = if version == "1.0" {
+        &outer
+    } else {
+        &inner_holder
     };
     let Value::Object(env) = envelope else {
         return Err("oslo.message is not a JSON object".to_owned());

@@ -223,7 +223,7 @@ impl WebhookSink {
 }
 
 /// The start of an error answer's body, on one line, as `: <text>` (empty when none).
-async fn quote(mut response: reqwest::Response) -> String {
+pub(crate) async fn quote(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
     while bytes.len() < QUOTED_BYTES {
         match response.chunk().await {
@@ -246,7 +246,7 @@ async fn quote(mut response: reqwest::Response) -> String {
 
 /// An error with its causes, `a: b: c` (reqwest's own message alone says only "error sending
 /// request").
-fn cause_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
