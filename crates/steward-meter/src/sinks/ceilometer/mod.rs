@@ -238,7 +238,7 @@ impl CeilometerForwarder {
 }
 
 /// Runs `forwarder` until `shutdown`: passes while there are events, a poll every 2 s when
-/// idle, backoff from 1 s to a minute while the consumer fails.
+/// idle, backoff from 1 s to a minute while the consumer fails without taking anything.
 pub async fn run_periodically(
     store: Arc<dyn Store>,
     forwarder: CeilometerForwarder,
@@ -264,9 +264,14 @@ pub async fn run_periodically(
                     POLL
                 }
             }
-            Err((_, error)) => {
+            Err((partial, error)) => {
                 metrics::counter!(crate::metrics::FORWARD_ERRORS, "sink" => forwarder.name.clone())
                     .increment(1);
+                // The backoff grows with failures in a row, not with a consumer that takes
+                // most requests and refuses some.
+                if partial.requests > 0 {
+                    backoff = Duration::from_secs(1);
+                }
                 tracing::warn!(sink = %forwarder.name, %error,
                     "forwarding events failed; retrying in {}s", backoff.as_secs());
                 let wait = backoff;
