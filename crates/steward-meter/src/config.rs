@@ -906,4 +906,28 @@ mod sink_config_tests {
             {"name": "x", "type": "webhook", "url": "https://h/x"}));
         assert!(missing.unwrap_err().to_string().contains("secret"));
     }
+
+    #[test]
+    fn a_ceilometer_sink_is_a_forwarder_not_a_document_sink() {
+        let config: super::MeterConfig = serde_json::from_value(serde_json::json!({"sinks": [
+            {"name": "legacy", "type": "ceilometer", "url": "http://u:p@consumer:8088/post_json"},
+            {"name": "bad", "type": "ceilometer", "url": "udp://x", "batch_max_events": 0},
+        ]}))
+        .unwrap();
+        let fields: Vec<String> = config.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            ["meter.sinks[1].url", "meter.sinks[1].batch_max_events"]
+        );
+        let legacy = &config.sinks[0];
+        assert!(!legacy.delivers_documents());
+        assert!(
+            legacy
+                .build()
+                .unwrap_err()
+                .contains("steward meter forward")
+        );
+        assert!(legacy.forwarder().unwrap().is_ok());
+        assert!(!format!("{legacy:?}").contains("u:p@"));
+    }
 }
