@@ -14,7 +14,8 @@ version differences: odoo-external-api.md section 2.5):
   POST /web/webclient/version_info, /web/session/authenticate   (for python3-odoorpc)
 
 Behaviours reproduced: unit prices rounded to the "Product Price" precision (2 digits) on 16-18
-and kept on 19; the company's default sale tax applied to products created without taxes and
+and kept on 19 (quantities likewise to "Product Unit of Measure", 2 digits: not measured, assumed
+to behave as prices); the company's default sale tax applied to products created without taxes and
 to lines without tax_ids; draft invoices without a number (name False) until action_post;
 posted moves refuse write and unlink; `ref` search; missing records, access errors (user
 "viewer" may only read) and wrong passwords answered as Odoo does per protocol; None sent as
@@ -269,6 +270,8 @@ class Odoo:
                 return False
             if op == "ilike" and str(value).lower() not in str(have or "").lower():
                 return False
+            if op == "like" and str(value).strip("%") not in str(have or ""):
+                return False
         return True
 
     def m_search(self, uid, model, domain, offset=0, limit=None, order=None, count=False):
@@ -395,8 +398,11 @@ class Odoo:
             price = round(price, self.precision("Product Price"))
         values["price_unit"] = price
         quantity_field = "quantity" if line_model == "account.move.line" else "product_uom_qty"
-        values[quantity_field] = round(values.get(quantity_field, 1.0),
-                                       self.precision("Product Unit of Measure"))
+        values.setdefault(quantity_field, 1.0)
+        if self.version <= 18:
+            # As prices (measured); quantities were not measured on 19, assumed alike.
+            values[quantity_field] = round(values[quantity_field],
+                                           self.precision("Product Unit of Measure"))
         tax_field = {"account.move.line": "tax_ids"}.get(
             line_model, "tax_id" if self.version <= 18 else "tax_ids")
         if tax_field in vals:
@@ -414,8 +420,11 @@ class Odoo:
         for name, value in vals.items():
             line[name] = self.apply_m2m(line.get(name, []), value) if name in MANY2MANY \
                 else value
-        if "price_unit" in vals and self.version <= 18:
+        if self.version <= 18:
             line["price_unit"] = round(line["price_unit"], self.precision("Product Price"))
+            for name in ("quantity", "product_uom_qty"):
+                if name in line:
+                    line[name] = round(line[name], self.precision("Product Unit of Measure"))
 
     def recompute(self, model, rid):
         if model not in ("account.move", "sale.order"):

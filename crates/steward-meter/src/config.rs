@@ -96,6 +96,44 @@ pub enum SinkKind {
         #[serde(default = "default_webhook_timeout_secs")]
         timeout_secs: u64,
     },
+    /// Per project and month one draft invoice (or sale order) in Odoo 16–19.
+    Odoo {
+        /// The server, `https://erp.example.net` (no path).
+        url: Secret,
+        /// The database.
+        database: String,
+        /// The login of the user Steward acts as (a bot user with invoicing rights).
+        login: String,
+        /// Its API key (on JSON-RPC/XML-RPC a password works too); usually `${ODOO_API_KEY}`.
+        api_key: Secret,
+        /// `auto` (JSON-2 on 19+, JSON-RPC before), `json-2`, `jsonrpc` or `xmlrpc`.
+        #[serde(default = "default_odoo_protocol")]
+        protocol: crate::sinks::odoo::rpc::Protocol,
+        /// `invoice` (draft `account.move`, default) or `sale-order` (draft `sale.order`).
+        #[serde(default)]
+        document: crate::sinks::odoo::OdooDocument,
+        /// Project id → partner `ref`; unlisted projects are looked up by their id as `ref`.
+        #[serde(default)]
+        partners: std::collections::BTreeMap<String, String>,
+        /// Create a partner when none has the ref. Default false.
+        #[serde(default)]
+        create_partners: bool,
+        /// Report product → `default_code`; unlisted products by their own name.
+        #[serde(default)]
+        products: std::collections::BTreeMap<String, String>,
+        /// Create a service product when none has the code. Default false.
+        #[serde(default)]
+        create_products: bool,
+        /// Report product → unit price to send; unlisted products are priced by Odoo.
+        #[serde(default)]
+        prices: std::collections::BTreeMap<String, f64>,
+        /// `account.tax` ids put on every line; default none (sent explicitly as none).
+        #[serde(default)]
+        tax_ids: Vec<i64>,
+        /// Per request. Default 30.
+        #[serde(default = "default_webhook_timeout_secs")]
+        timeout_secs: u64,
+    },
     /// Every stored event, forwarded in Ceilometer's HTTP-publisher format (not a document
     /// sink: a stream with a durable cursor; `serve` runs it, `steward meter forward` too).
     Ceilometer {
@@ -118,6 +156,10 @@ pub enum SinkKind {
 
 fn default_webhook_timeout_secs() -> u64 {
     30
+}
+
+fn default_odoo_protocol() -> crate::sinks::odoo::rpc::Protocol {
+    crate::sinks::odoo::rpc::Protocol::Auto
 }
 
 fn default_batch_max_events() -> u32 {
@@ -144,6 +186,40 @@ impl SinkConfig {
                 url.expose(),
                 secret.expose(),
                 std::time::Duration::from_secs(*timeout_secs),
+            )?)),
+            SinkKind::Odoo {
+                url,
+                database,
+                login,
+                api_key,
+                protocol,
+                document,
+                partners,
+                create_partners,
+                products,
+                create_products,
+                prices,
+                tax_ids,
+                timeout_secs,
+            } => Ok(Box::new(crate::sinks::odoo::OdooSink::new(
+                &self.name,
+                crate::sinks::odoo::settings(
+                    url.expose(),
+                    database,
+                    login,
+                    api_key.expose(),
+                    *protocol,
+                    std::time::Duration::from_secs(*timeout_secs),
+                ),
+                crate::sinks::odoo::Mapping {
+                    document: *document,
+                    partners: partners.clone(),
+                    create_partners: *create_partners,
+                    products: products.clone(),
+                    create_products: *create_products,
+                    prices: prices.clone(),
+                    tax_ids: tax_ids.clone(),
+                },
             )?)),
             SinkKind::Ceilometer { .. } => Err(format!(
                 "sink {} forwards events continuously (type ceilometer): \
@@ -199,6 +275,36 @@ impl SinkConfig {
                 }
                 if let Err(e) = crate::sinks::webhook::signing_key(secret.expose()) {
                     out.push(("secret", e));
+                }
+                if *timeout_secs == 0 {
+                    out.push(("timeout_secs", "must be at least 1".to_owned()));
+                }
+                out
+            }
+            SinkKind::Odoo {
+                url,
+                database,
+                login,
+                api_key,
+                prices,
+                timeout_secs,
+                ..
+            } => {
+                let mut out = Vec::new();
+                if let Err(e) = crate::sinks::odoo::rpc::base_url(url.expose()) {
+                    out.push(("url", e));
+                }
+                for (field, value) in [("database", database), ("login", login)] {
+                    if value.trim().is_empty() {
+                        out.push((field, "must not be empty".to_owned()));
+                    }
+                }
+                if let Some(problem) = secret_problem(api_key.expose()) {
+                    out.push(("api_key", problem));
+                }
+                if let Some((product, _)) = prices.iter().find(|(_, p)| !p.is_finite() || **p < 0.0)
+                {
+                    out.push(("prices", format!("the price of {product:?} must be >= 0")));
                 }
                 if *timeout_secs == 0 {
                     out.push(("timeout_secs", "must be at least 1".to_owned()));

@@ -22,6 +22,7 @@
 
 pub mod ceilometer;
 pub mod file;
+pub mod odoo;
 pub mod outbox;
 pub mod task;
 pub mod webhook;
