@@ -23,8 +23,8 @@ False over XML-RPC; field names per version (product type, sale.order.line UoM a
 19's deprecation warnings for XML-RPC and /jsonrpc (logged to stderr).
 
 Test control (not Odoo): POST /fake/inject {"model", "method", "mode", "times"} with mode
-"fault-after-commit" (the call commits, then answers an error) or "http-500" (answers 500
-before doing anything); GET /fake/records/<model> lists every record; POST /fake/precision
+"fault-after-commit" (the call commits, then answers an error), "sleep-after-commit" (commits,
+then answers after "seconds") or "http-500" (answers 500 before doing anything); GET /fake/records/<model> lists every record; POST /fake/precision
 {"name", "digits"} sets a decimal.precision.
 
 Usage: fake-odoo.py --version 18 --port 8069 [--database steward]
@@ -36,6 +36,7 @@ import json
 import re
 import sys
 import threading
+import time
 import traceback
 import xmlrpc.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -225,7 +226,8 @@ class Odoo:
             raise OdooError("builtins.AttributeError",
                             "The method '%s.%s' does not exist" % (model, method), 1, 404)
         with self.lock:
-            injected = self.take_injection(model, method)
+            injection = self.take_injection(model, method)
+            injected = injection and injection["mode"]
             if injected == "http-500":
                 raise OdooError("fake.HTTP500", "injected failure", 1, 500)
             try:
@@ -236,14 +238,17 @@ class Odoo:
                 raise OdooError("psycopg2.OperationalError",
                                 "server closed the connection unexpectedly (after commit)",
                                 1, 500)
-            return result
+        if injected == "sleep-after-commit":
+            # Committed; the answer comes late (a client killed meanwhile never sees it).
+            time.sleep(injection.get("seconds", 30))
+        return result
 
     def take_injection(self, model, method):
         for injection in self.injections:
             if injection["model"] == model and injection["method"] == method \
                     and injection["times"] > 0:
                 injection["times"] -= 1
-                return injection["mode"]
+                return injection
         return None
 
     def check_fields(self, model, names):

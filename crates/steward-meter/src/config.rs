@@ -1014,6 +1014,41 @@ mod sink_config_tests {
     }
 
     #[test]
+    fn an_odoo_sink_needs_a_bare_url_a_key_and_sane_prices() {
+        let config: super::MeterConfig = serde_json::from_value(serde_json::json!({"sinks": [
+            {"name": "erp", "type": "odoo", "url": "https://erp.example.net",
+             "database": "prod", "login": "billing-bot", "api_key": "k3y",
+             "document": "sale-order", "protocol": "xmlrpc", "tax_ids": [1],
+             "prices": {"instance:SCS-2V-4": 0.021}},
+            {"name": "bad", "type": "odoo", "url": "https://erp.example.net/odoo",
+             "database": "", "login": "bot", "api_key": " k3y\n",
+             "prices": {"x": -1.0}, "timeout_secs": 0},
+        ]}))
+        .unwrap();
+        let fields: Vec<String> = config.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "meter.sinks[1].url",
+                "meter.sinks[1].database",
+                "meter.sinks[1].api_key",
+                "meter.sinks[1].prices",
+                "meter.sinks[1].timeout_secs"
+            ]
+        );
+        assert!(config.sinks[0].build().is_ok());
+        assert!(!format!("{:?}", config.sinks[0]).contains("k3y"));
+        let typo = serde_json::from_value::<SinkConfig>(serde_json::json!(
+            {"name": "x", "type": "odoo", "url": "https://h", "database": "d", "login": "l",
+             "api_key": "k", "protocol": "json2"}));
+        assert!(typo.unwrap_err().to_string().contains("json-2"));
+        let json2 = serde_json::from_value::<SinkConfig>(serde_json::json!(
+            {"name": "x", "type": "odoo", "url": "https://h", "database": "d", "login": "l",
+             "api_key": "k", "protocol": "json-2"}));
+        assert!(json2.is_ok(), "{json2:?}");
+    }
+
+    #[test]
     fn a_ceilometer_sink_is_a_forwarder_not_a_document_sink() {
         let config: super::MeterConfig = serde_json::from_value(serde_json::json!({"sinks": [
             {"name": "legacy", "type": "ceilometer", "url": "http://u:p@consumer:8088/post_json"},

@@ -14,12 +14,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Steward, free_port, mixed_notification, unique};
+use common::{Steward, free_port, server_of, unique};
 use serde_json::Value;
 
 const SECRET: &str = "whsec_c3Rld2FyZC1lMmUtd2ViaG9vay1zZWNyZXQta2V5";
-/// The tenant of the mixed workload, replaced per project.
-const TENANT: &str = "a3f2c6b0e1d94b6f8c1f1d7e2a9b0c11";
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -102,14 +100,6 @@ fn said(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// The create notification of server group `group`, owned by `project`.
-fn server_of(run: &str, group: usize, project: &str) -> Vec<u8> {
-    String::from_utf8(mixed_notification(run, group * 10))
-        .unwrap()
-        .replace(TENANT, project)
-        .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,13 +12,15 @@
 //! - **Delivered once per document**: a sink keys what it writes by the document's digest, so a
 //!   retry after a crash between "delivered" and "outbox updated" finds its own record instead
 //!   of writing a second (the file sink: the same path with the same bytes; the webhook sink:
-//!   the same `webhook-id`/`Idempotency-Key`, by which the receiver recognises a replay).
+//!   the same `webhook-id`/`Idempotency-Key`, by which the receiver recognises a replay; Odoo:
+//!   a search by `ref` before every create).
 //! - A document is rebuilt from the store (the closed report never changes), so the outbox holds
 //!   references, never copies.
 //!
 //! Sinks are folders shaped alike: `file/` (atomic JSON/CSV files), `webhook/` (signed POSTs),
-//! and `ceilometer/`, which is not a document sink but streams every stored event with a
-//! durable cursor. Odoo follows (issue 12).
+//! `odoo/` (draft invoices or sale orders, found by `ref` before anything is created), and
+//! `ceilometer/`, which is not a document sink but streams every stored event with a durable
+//! cursor.
 
 pub mod ceilometer;
 pub mod file;

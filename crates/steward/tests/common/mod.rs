@@ -460,3 +460,13 @@ impl Publisher {
 
 #[allow(unused_imports)] // each test binary uses its own part of the shared harness
 pub use steward_bench::workload::{mixed_expected_facts, mixed_notification, oslo_v2};
+
+/// The create notification of server group `group` of the mixed workload, owned by `project`
+/// (its tenant replaced).
+#[allow(dead_code)]
+pub fn server_of(run: &str, group: usize, project: &str) -> Vec<u8> {
+    String::from_utf8(mixed_notification(run, group * 10))
+        .unwrap()
+        .replace("a3f2c6b0e1d94b6f8c1f1d7e2a9b0c11", project)
+        .into_bytes()
+}

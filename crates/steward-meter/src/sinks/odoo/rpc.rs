@@ -23,6 +23,7 @@ pub enum Protocol {
     /// JSON-2 on 19+, JSON-RPC before.
     Auto,
     /// `POST /json/2/<model>/<method>` with a bearer API key (Odoo 19+).
+    #[serde(rename = "json-2")]
     Json2,
     /// `POST /jsonrpc` (Odoo 16–19; deprecated in 19).
     Jsonrpc,
