@@ -73,4 +73,10 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         &'a self,
         document: &'a Document,
     ) -> SinkFuture<'a, Result<String, AttemptError>>;
+    /// What delivering `document` now would do at the sink, in words (`push --dry-run`):
+    /// `create …`, `update …`, `no-op: …`; changes nothing. `None` when the sink cannot say.
+    fn preview<'a>(&'a self, document: &'a Document) -> SinkFuture<'a, Option<String>> {
+        let _ = document;
+        Box::pin(async { None })
+    }
 }

@@ -594,7 +594,32 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
         let wanted = rows_for_period(store.as_ref(), &period, &names, now)
             .await
             .context("planning")?;
-        let lines = describe_plan(&wanted, &existing);
+        let mut lines = describe_plan(&wanted, &existing);
+        // What each sink would do with what is not delivered yet, asked of the sink itself.
+        for sink_config in &sinks {
+            let Ok(sink) = sink_config.build() else {
+                continue;
+            };
+            for (line, row) in lines.iter_mut().zip(&wanted) {
+                let done = existing.iter().any(|e| {
+                    e.sink == row.sink
+                        && e.project_id == row.project_id
+                        && e.digest == row.digest
+                        && e.state != steward_meter::sinks::outbox::PLANNED
+                });
+                if row.sink != sink_config.name || done {
+                    continue;
+                }
+                let Ok(document) =
+                    steward_meter::sinks::outbox::document(store.as_ref(), row).await
+                else {
+                    continue;
+                };
+                if let Some(said) = sink.preview(&document).await {
+                    line.push_str(&format!(" → {said}"));
+                }
+            }
+        }
         if args.output == Format::Json {
             output::json(&lines)?;
         } else {

@@ -158,4 +158,19 @@ impl Sink for FileSink {
             Ok(written.unwrap_or_default())
         })
     }
+
+    fn preview<'a>(&'a self, document: &'a Document) -> SinkFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let files = self.files(document);
+            let same = files
+                .iter()
+                .all(|(path, bytes)| std::fs::read(path).is_ok_and(|found| &found == bytes));
+            let first = files.first().map(|(p, _)| p.display().to_string())?;
+            Some(if same {
+                format!("no-op: {first} is there with the same bytes")
+            } else {
+                format!("write {first} ({} file(s))", files.len())
+            })
+        })
+    }
 }

@@ -904,6 +904,97 @@ impl Sink for OdooSink {
     ) -> SinkFuture<'a, Result<String, AttemptError>> {
         Box::pin(self.deliver_document(document))
     }
+
+    fn preview<'a>(&'a self, document: &'a Document) -> SinkFuture<'a, Option<String>> {
+        Box::pin(async move {
+            Some(match self.look(document).await {
+                Ok(said) => said,
+                Err(Failure::Odoo(e)) => format!("cannot look in Odoo: {e}"),
+                Err(Failure::Attempt(e)) => format!("would fail: {e}"),
+            })
+        })
+    }
+}
+
+impl OdooSink {
+    /// What delivering `document` would do, from what Odoo holds under its keys.
+    async fn look(&self, document: &Document) -> Result<String, Failure> {
+        let client = self.client().await?;
+        let (model, _, _, _) = self.models();
+        let (period, project, correction) = match document {
+            Document::Report(r) => (
+                Period {
+                    start: r.period.start,
+                    end: r.period.end,
+                },
+                r.project.clone(),
+                None,
+            ),
+            Document::Correction {
+                correction,
+                project_id,
+            } => (
+                Period {
+                    start: correction.period.start,
+                    end: correction.period.end,
+                },
+                project_id.clone(),
+                Some(correction.sequence),
+            ),
+        };
+        let Some(project) = project else {
+            return Ok("refused: usage without an owner project cannot be invoiced".to_owned());
+        };
+        let base = format!("steward:{}:{project}", crate::close::period_label(&period));
+        let describe = |record: &Value| {
+            format!(
+                "{model}/{} ({}{})",
+                id_of(record),
+                record["state"].as_str().unwrap_or("?"),
+                record["name"]
+                    .as_str()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            )
+        };
+        let Some(sequence) = correction else {
+            return Ok(match self.find(&client, &base).await?.as_slice() {
+                [] => format!("create a draft {model} with ref {base}"),
+                [r] if !self.is_final(r) => {
+                    format!("update {}: lines set to the report's", describe(r))
+                }
+                [r] => format!("no-op: {} has {base}", describe(r)),
+                several => format!("refused: {} records have ref {base}", several.len()),
+            });
+        };
+        let this = format!("{base}:c{sequence}");
+        if let [r] = self.find(&client, &this).await?.as_slice() {
+            return Ok(format!("no-op: delivered as {}", describe(r)));
+        }
+        for earlier in (0..sequence).rev() {
+            let reference = if earlier == 0 {
+                base.clone()
+            } else {
+                format!("{base}:c{earlier}")
+            };
+            if let [r] = self.find(&client, &reference).await?.as_slice() {
+                return Ok(if !self.is_final(r) {
+                    format!("update {}: the corrected quantities", describe(r))
+                } else if self.mapping.document == OdooDocument::Invoice {
+                    format!(
+                        "a credit note reversing {} and a new draft with ref {this}",
+                        describe(r)
+                    )
+                } else {
+                    format!(
+                        "a new draft {model} {this} with the changes ({} stays)",
+                        describe(r)
+                    )
+                });
+            }
+        }
+        Ok(format!("wait: {base} is not in Odoo yet"))
+    }
 }
 
 /// The connection settings of a sink (for [`crate::config::SinkKind::Odoo`]).

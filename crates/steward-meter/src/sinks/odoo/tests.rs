@@ -689,3 +689,68 @@ fn odoo_errors_map_to_retry_or_give_up() {
         .is_transient()
     );
 }
+
+/// Per October row of the sink: what its preview says.
+async fn previews(store: &SqlStore, sink: &OdooSink) -> String {
+    let october = Period::month("2026-10").unwrap();
+    let now = at("2026-11-05T01:00:00Z");
+    let rows = crate::sinks::outbox::rows_for_period(store, &october, &["odoo"], now)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for row in rows {
+        let document = crate::sinks::outbox::document(store, &row).await.unwrap();
+        out.push(format!(
+            "{} {}: {}",
+            row.project_id.clone().unwrap_or_default(),
+            row.kind,
+            sink.preview(&document).await.unwrap()
+        ));
+    }
+    out.join("\n")
+}
+
+#[tokio::test]
+async fn the_dry_run_says_what_odoo_would_get() {
+    let (store, _dir) = closed_october().await;
+    let odoo = FakeOdoo::start(19).await;
+    odoo.precise().await;
+    let sink = sink(&odoo, Protocol::Auto, mapping());
+    let october = Period::month("2026-10").unwrap();
+    let before = previews(&store, &sink).await;
+    push(&store, &sink).await;
+    let after = previews(&store, &sink).await;
+    let client = Client::connect(&odoo.settings(Protocol::Auto))
+        .await
+        .unwrap();
+    client
+        .call("account.move", "action_post", Some(&[1]), Map::new())
+        .await
+        .unwrap();
+    add(
+        &store,
+        &[server(
+            "vm-1",
+            "p-a",
+            FactKind::Deleted,
+            "2026-10-15T10:00:00Z",
+        )],
+        at("2026-11-06T00:00:00Z"),
+    )
+    .await;
+    let closed = store
+        .closed_period(october.start, october.end)
+        .await
+        .unwrap()
+        .unwrap();
+    check_period(store.as_ref(), &closed, at("2026-11-06T01:00:00Z"))
+        .await
+        .unwrap();
+    let corrected = previews(&store, &sink).await;
+    insta::assert_snapshot!(
+        "odoo_dry_run",
+        format!(
+            "before the first push:\n{before}\n\nafter it:\n{after}\n\nafter p-a was posted and corrected:\n{corrected}"
+        )
+    );
+}

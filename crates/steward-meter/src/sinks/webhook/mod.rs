@@ -271,4 +271,15 @@ impl Sink for WebhookSink {
     ) -> SinkFuture<'a, Result<String, AttemptError>> {
         Box::pin(async move { self.post(document, chrono::Utc::now().timestamp()).await })
     }
+
+    fn preview<'a>(&'a self, document: &'a Document) -> SinkFuture<'a, Option<String>> {
+        Box::pin(async move {
+            Some(format!(
+                "POST {} as {} ({} bytes)",
+                self.shown,
+                message_id(document),
+                body(document).len()
+            ))
+        })
+    }
 }
