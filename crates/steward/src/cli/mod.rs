@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand, each owning its arguments and `run`.
 
+mod check;
 mod config_cmd;
 mod images;
 mod meter;
@@ -16,6 +17,7 @@ const EXAMPLES: &str = "Examples:
   steward meter report --period 2026-10 -o json   usage report for October
   steward images validate images/                 check image definitions
   steward images plan --os-cloud prod --check     what apply would change (exit 1 if anything)
+  steward check images --os-cloud prod -o junit   SCS-0102 on every public image, for CI
   steward config check /etc/steward/steward.yaml  validate a configuration file";
 
 /// Steward: operator software for Sovereign Cloud Stack (SCS) OpenStack clouds.
@@ -70,6 +72,10 @@ enum Command {
     /// Image management: validate definitions, check upstreams, plan and apply to Glance.
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// Conformance checks: SCS image metadata (more checks follow: standard images, entropy,
+    /// Ceph RGW, load-balancer health monitors).
+    #[command(subcommand)]
+    Check(check::CheckCommand),
     /// Configuration: validate a file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -91,6 +97,7 @@ impl Cli {
                 command.run(config).await
             }
             Command::Images(command) => command.run().await,
+            Command::Check(command) => command.run().await,
             Command::Config(command) => command.run(&source),
         }
     }

@@ -1,0 +1,12 @@
+//! Conformance checks an operator can trust: SCS image metadata (`images`), and — in progress
+//! (issue 13) — standard images, entropy, Ceph RGW object storage and load-balancer health
+//! monitors.
+//!
+//! Every check is a folder shaped like its siblings (`images/`: rules and tests) returning
+//! [`model::CheckResult`]s; [`output`] renders them as a table, JSON or JUnit XML with a summary,
+//! and [`model::Summary::exit_code`] turns them into the exit status (0 all pass, 1 findings, 2
+//! could not run).
+
+pub mod images;
+pub mod model;
+pub mod output;
