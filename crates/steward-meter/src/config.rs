@@ -270,7 +270,7 @@ impl SinkConfig {
                 timeout_secs,
             } => {
                 let mut out = Vec::new();
-                if let Err(e) = crate::sinks::webhook::parse_url(url.expose()) {
+                if let Err(e) = crate::sinks::http::parse_url(url.expose()) {
                     out.push(("url", e));
                 }
                 if let Err(e) = crate::sinks::webhook::signing_key(secret.expose()) {
@@ -318,7 +318,7 @@ impl SinkConfig {
                 ..
             } => {
                 let mut out = Vec::new();
-                if let Err(e) = crate::sinks::webhook::parse_url(url.expose()) {
+                if let Err(e) = crate::sinks::http::parse_url(url.expose()) {
                     out.push(("url", e));
                 }
                 if !(1..=10_000).contains(batch_max_events) {

@@ -232,3 +232,18 @@ pub(crate) async fn closed_october() -> (Arc<SqlStore>, tempfile::TempDir) {
     .unwrap();
     (store, dir)
 }
+
+/// Adds `late` facts to October (received at `now`) and checks the closed month, so that a
+/// correction is stored when its usage changed.
+pub(crate) async fn correct_october(store: &SqlStore, late: &[Fact], now: Instant) {
+    add(store, late, now).await;
+    let october = crate::usage::period::Period::month("2026-10").unwrap();
+    let closed = store
+        .closed_period(october.start, october.end)
+        .await
+        .unwrap()
+        .unwrap();
+    crate::close::correction::check_period(store, &closed, now)
+        .await
+        .unwrap();
+}

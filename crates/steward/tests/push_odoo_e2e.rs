@@ -10,7 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Steward, free_port, server_of, unique};
+use common::{Steward, closed_may_with, free_port};
 use serde_json::{Value, json};
 
 /// The fake Odoo of `scripts/fake-odoo.py`, stopped when dropped.
@@ -115,24 +115,7 @@ async fn a_push_killed_after_odoo_committed_leaves_one_invoice_per_project() {
         ),
     );
     let projects = ["p-alpha", "p-beta", "p-gamma"];
-    let run = unique("odoo");
-    steward.start().await;
-    steward
-        .publish_and_wait(
-            (0..3).map(|g| server_of(&run, g, projects[g])).collect(),
-            3,
-            Duration::from_secs(60),
-        )
-        .await;
-    steward.terminate();
-    let closed = steward.cli(&[
-        "meter",
-        "close",
-        "--period",
-        "2023-05",
-        "--without-reconcile",
-    ]);
-    assert!(closed.status.success(), "{}", said(&closed));
+    closed_may_with(&mut steward, &projects).await;
 
     // Odoo commits the first invoice and answers only after a minute; the push is killed.
     odoo.control(

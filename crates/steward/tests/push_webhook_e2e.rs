@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Steward, free_port, server_of, unique};
+use common::{Steward, closed_may_with, free_port, server_of};
 use serde_json::Value;
 
 const SECRET: &str = "whsec_c3Rld2FyZC1lMmUtd2ViaG9vay1zZWNyZXQta2V5";
@@ -114,24 +114,7 @@ async fn a_receiver_down_then_failing_gets_every_report_once_and_a_crash_replays
         ),
     );
     let projects = ["p-alpha", "p-beta", "p-gamma"];
-    let run = unique("hook");
-    steward.start().await;
-    steward
-        .publish_and_wait(
-            (0..3).map(|g| server_of(&run, g, projects[g])).collect(),
-            3,
-            Duration::from_secs(60),
-        )
-        .await;
-    steward.terminate();
-    let closed = steward.cli(&[
-        "meter",
-        "close",
-        "--period",
-        "2023-05",
-        "--without-reconcile",
-    ]);
-    assert!(closed.status.success(), "{}", said(&closed));
+    let run = closed_may_with(&mut steward, &projects).await;
 
     // Nothing listens yet: refused, three rows waiting, exit 1.
     let refused = push(&steward).output().unwrap();

@@ -24,6 +24,7 @@
 
 pub mod ceilometer;
 pub mod file;
+pub mod http;
 pub mod odoo;
 pub mod outbox;
 pub mod task;

@@ -461,6 +461,39 @@ impl Publisher {
 #[allow(unused_imports)] // each test binary uses its own part of the shared harness
 pub use steward_bench::workload::{mixed_expected_facts, mixed_notification, oslo_v2};
 
+/// Ingests one server of each of `projects` (May 2023) through RabbitMQ and `serve`, stops
+/// serve and closes May without a reconciliation; returns the run id (for later servers).
+#[allow(dead_code)]
+pub async fn closed_may_with(steward: &mut Steward, projects: &[&str]) -> String {
+    let run = unique("may");
+    steward.start().await;
+    steward
+        .publish_and_wait(
+            projects
+                .iter()
+                .enumerate()
+                .map(|(g, p)| server_of(&run, g, p))
+                .collect(),
+            projects.len() as i64,
+            Duration::from_secs(60),
+        )
+        .await;
+    steward.terminate();
+    let closed = steward.cli(&[
+        "meter",
+        "close",
+        "--period",
+        "2023-05",
+        "--without-reconcile",
+    ]);
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    run
+}
+
 /// The create notification of server group `group` of the mixed workload, owned by `project`
 /// (its tenant replaced).
 #[allow(dead_code)]

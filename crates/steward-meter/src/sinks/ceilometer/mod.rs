@@ -99,14 +99,8 @@ impl CeilometerForwarder {
     /// A forwarder called `name` POSTing to `url`; credentials in the URL become HTTP Basic
     /// authentication, as with Ceilometer's publisher.
     pub fn new(name: &str, url: &str, settings: &ForwarderSettings) -> Result<Self, String> {
-        let parsed = super::webhook::parse_url(url).map_err(|e| format!("url: {e}"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let parsed = super::http::parse_url(url).map_err(|e| format!("url: {e}"))?;
+        let client = super::http::client(settings.timeout)?;
         Ok(Self {
             name: name.to_owned(),
             shown: redact_url(url),
@@ -203,28 +197,18 @@ impl CeilometerForwarder {
             .body(body)
             .send()
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) if e.is_timeout() => {
-                return Err(ForwardError::Consumer(format!(
-                    "POST {}: no answer within {}s",
-                    self.shown,
-                    self.timeout.as_secs()
-                )));
-            }
-            Err(e) => {
-                return Err(ForwardError::Consumer(format!(
-                    "POST {}: {}",
-                    self.shown,
-                    super::webhook::cause_chain(&e.without_url())
-                )));
-            }
-        };
+        let response = sent.map_err(|e| {
+            ForwardError::Consumer(super::http::failed(
+                &format!("POST {}", self.shown),
+                self.timeout,
+                e,
+            ))
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let quoted = super::webhook::quote(response).await;
+        let quoted = super::http::quote(response).await;
         let hint = if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
             "; the stream waits until the consumer takes it"
         } else {

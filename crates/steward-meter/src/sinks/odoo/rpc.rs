@@ -122,12 +122,13 @@ pub struct Client {
     /// The protocol in use.
     pub protocol: Protocol,
     uid: i64,
+    timeout: Duration,
     http: reqwest::Client,
 }
 
 /// An `http`/`https` base URL without a trailing slash.
 pub fn base_url(url: &str) -> Result<String, String> {
-    let parsed = super::super::webhook::parse_url(url)?;
+    let parsed = super::super::http::parse_url(url)?;
     if !parsed.path().trim_end_matches('/').is_empty() || parsed.query().is_some() {
         return Err(format!(
             "{:?} must be the server's address only (https://erp.example.net), without a path",
@@ -141,13 +142,7 @@ impl Client {
     /// Connects: reads the version, picks the protocol, authenticates (RPC) once.
     pub async fn connect(settings: &Settings) -> Result<Self, OdooError> {
         let base = base_url(&settings.url).map_err(OdooError::Protocol)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OdooError::Protocol(format!("cannot build an HTTP client: {e}")))?;
+        let http = super::super::http::client(settings.timeout).map_err(OdooError::Protocol)?;
         let mut client = Self {
             shown: redact_url(&base),
             base,
@@ -157,6 +152,7 @@ impl Client {
             version: 0,
             protocol: settings.protocol,
             uid: 0,
+            timeout: settings.timeout,
             http,
         };
         client.version = client.server_version().await?;
@@ -287,15 +283,7 @@ impl Client {
     }
 
     fn transport(&self, e: reqwest::Error) -> OdooError {
-        if e.is_timeout() {
-            OdooError::Transport(format!("{}: no answer in time", self.shown))
-        } else {
-            OdooError::Transport(format!(
-                "{}: {}",
-                self.shown,
-                super::super::webhook::cause_chain(&e.without_url())
-            ))
-        }
+        OdooError::Transport(super::super::http::failed(&self.shown, self.timeout, e))
     }
 
     /// The body of a 2xx answer of content type `want`, or the error it is.
@@ -318,7 +306,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if status.is_server_error() {
-            let quoted = super::super::webhook::quote(answer).await;
+            let quoted = super::super::http::quote(answer).await;
             return Err(OdooError::Transport(format!(
                 "{}{what} answered {status}{quoted}",
                 self.shown

@@ -11,14 +11,13 @@ use serde_json::{Map, Value, json};
 
 use super::rpc::{Client, OdooError, Protocol, Settings};
 use super::{Mapping, OdooDocument, OdooSink};
-use crate::close::correction::check_period;
 use crate::facts::FactKind;
 use crate::sinks::Sink;
 use crate::sinks::outbox::{
     CONFIRMED, FAILED_PERMANENT, PLANNED, RetryPolicy, deliver, plan_period,
 };
 use crate::store::{SqlStore, Store};
-use crate::test_support::{add, at, closed_october, server};
+use crate::test_support::{at, closed_october, correct_october, server};
 use crate::usage::period::Period;
 
 /// A fake Odoo of one version on a free port, stopped when dropped.
@@ -456,8 +455,9 @@ async fn a_correction_of_a_posted_invoice_is_a_credit_note_and_a_new_draft() {
             )
             .await
             .unwrap();
+
         // A late fact: vm-1 of p-a was deleted on the 15th.
-        add(
+        correct_october(
             &store,
             &[server(
                 "vm-1",
@@ -465,18 +465,9 @@ async fn a_correction_of_a_posted_invoice_is_a_credit_note_and_a_new_draft() {
                 FactKind::Deleted,
                 "2026-10-15T10:00:00Z",
             )],
-            at("2026-11-06T00:00:00Z"),
+            at("2026-11-06T01:00:00Z"),
         )
         .await;
-        let october = Period::month("2026-10").unwrap();
-        let closed = store
-            .closed_period(october.start, october.end)
-            .await
-            .unwrap()
-            .unwrap();
-        check_period(store.as_ref(), &closed, at("2026-11-06T01:00:00Z"))
-            .await
-            .unwrap();
         let delivered = push(&store, &sink).await;
         assert_eq!(delivered.len(), 1, "{delivered:?}");
         assert_eq!(delivered[0].0, CONFIRMED, "{delivered:?}");
@@ -506,7 +497,7 @@ async fn a_correction_of_a_posted_invoice_is_a_credit_note_and_a_new_draft() {
         let live = crate::report::build_report(
             store.as_ref(),
             &crate::report::ReportRequest {
-                period: october,
+                period: Period::month("2026-10").unwrap(),
                 as_of: at("2026-11-06T02:00:00Z"),
                 project: Some("p-a".to_owned()),
                 detail: false,
@@ -716,7 +707,6 @@ async fn the_dry_run_says_what_odoo_would_get() {
     let odoo = FakeOdoo::start(19).await;
     odoo.precise().await;
     let sink = sink(&odoo, Protocol::Auto, mapping());
-    let october = Period::month("2026-10").unwrap();
     let before = previews(&store, &sink).await;
     push(&store, &sink).await;
     let after = previews(&store, &sink).await;
@@ -727,7 +717,8 @@ async fn the_dry_run_says_what_odoo_would_get() {
         .call("account.move", "action_post", Some(&[1]), Map::new())
         .await
         .unwrap();
-    add(
+    // A late fact: vm-1 of p-a was deleted on the 15th.
+    correct_october(
         &store,
         &[server(
             "vm-1",
@@ -735,17 +726,9 @@ async fn the_dry_run_says_what_odoo_would_get() {
             FactKind::Deleted,
             "2026-10-15T10:00:00Z",
         )],
-        at("2026-11-06T00:00:00Z"),
+        at("2026-11-06T01:00:00Z"),
     )
     .await;
-    let closed = store
-        .closed_period(october.start, october.end)
-        .await
-        .unwrap()
-        .unwrap();
-    check_period(store.as_ref(), &closed, at("2026-11-06T01:00:00Z"))
-        .await
-        .unwrap();
     let corrected = previews(&store, &sink).await;
     insta::assert_snapshot!(
         "odoo_dry_run",

@@ -31,9 +31,6 @@ use sha2::{Digest, Sha256};
 use super::{AttemptError, Document, Sink, SinkFuture};
 use crate::store::redact_url;
 
-/// The most bytes of an error answer quoted in the row's last error.
-const QUOTED_BYTES: usize = 300;
-
 /// POSTs documents to one URL.
 pub struct WebhookSink {
     name: String,
@@ -55,18 +52,7 @@ impl std::fmt::Debug for WebhookSink {
     }
 }
 
-/// `url` as an `http`/`https` URL, or why not.
-pub fn parse_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("{:?} is not a URL: {e}", redact_url(url)))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "{:?} must start with http:// or https://",
-            redact_url(url)
-        ));
-    }
-    Ok(parsed)
-}
+pub use super::http::parse_url;
 
 /// The HMAC key of a Standard Webhooks secret: base64, optionally after `whsec_`.
 pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
@@ -150,13 +136,7 @@ impl WebhookSink {
     pub fn new(name: &str, url: &str, secret: &str, timeout: Duration) -> Result<Self, String> {
         let parsed = parse_url(url).map_err(|e| format!("url: {e}"))?;
         let key = signing_key(secret).map_err(|e| format!("secret {e}"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let client = super::http::client(timeout)?;
         Ok(Self {
             name: name.to_owned(),
             shown: redact_url(url),
@@ -183,23 +163,13 @@ impl WebhookSink {
             .body(body)
             .send()
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) if e.is_timeout() => {
-                return Err(AttemptError::Transient(format!(
-                    "POST {}: no answer within {}s",
-                    self.shown,
-                    self.timeout.as_secs()
-                )));
-            }
-            Err(e) => {
-                return Err(AttemptError::Transient(format!(
-                    "POST {}: {}",
-                    self.shown,
-                    cause_chain(&e.without_url())
-                )));
-            }
-        };
+        let response = sent.map_err(|e| {
+            AttemptError::Transient(super::http::failed(
+                &format!("POST {}", self.shown),
+                self.timeout,
+                e,
+            ))
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(id);
@@ -209,7 +179,7 @@ impl WebhookSink {
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(redact_url);
-        let quoted = quote(response).await;
+        let quoted = super::http::quote(response).await;
         let said = format!("POST {} answered {status}{quoted}", self.shown);
         Err(match status.as_u16() {
             408 | 429 | 500..=599 => AttemptError::Transient(said),
@@ -220,44 +190,6 @@ impl WebhookSink {
             _ => AttemptError::Permanent(said),
         })
     }
-}
-
-/// The start of an error answer's body, on one line, as `: <text>` (empty when none).
-pub(crate) async fn quote(mut response: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < QUOTED_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    bytes.truncate(QUOTED_BYTES);
-    let text: String = String::from_utf8_lossy(&bytes)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let text = text.trim();
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    }
-}
-
-/// An error with its causes, `a: b: c` (reqwest's own message alone says only "error sending
-/// request").
-pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 impl Sink for WebhookSink {
