@@ -4,7 +4,8 @@
 //! JUnit: one `<testsuite>` per standard, one `<testcase>` per result (`classname` the standard
 //! and version, `name` the test id and subject). FAIL and WARN are `<failure type="FAIL|WARN">`
 //! (a warning is a finding, and CI should show it), ABORT an `<error>`, SKIP `<skipped>`; the
-//! evidence is the failure's text, as JSON.
+//! evidence is the failure's text, as JSON. The output validates against the JUnit schema CI
+//! systems read (Jenkins' `junit-10.xsd`; a test runs `xmllint --schema` on it).
 
 use std::collections::BTreeMap;
 
@@ -95,7 +96,6 @@ pub fn junit(results: &[CheckResult]) -> String {
             .with_attribute(("tests", total.total.to_string().as_str()))
             .with_attribute(("failures", (total.fail + total.warn).to_string().as_str()))
             .with_attribute(("errors", total.abort.to_string().as_str()))
-            .with_attribute(("skipped", total.skip.to_string().as_str()))
             .write_inner_content(|w| {
                 for (standard, cases) in &suites {
                     let owned: Vec<CheckResult> = cases.iter().map(|c| (*c).clone()).collect();
@@ -217,6 +217,44 @@ mod tests {
                 "radosgw did not answer",
             ),
         ]
+    }
+
+    /// The JUnit output against Jenkins' junit-10.xsd (scripts/junit-schema fetches it from
+    /// pytest's source release on PyPI), with xmllint.
+    #[test]
+    fn junit_validates_against_the_junit_schema() {
+        if std::env::var("STEWARD_TEST_SKIP_JUNIT_SCHEMA").is_ok_and(|v| v == "1") {
+            return;
+        }
+        let xsd = std::env::var("STEWARD_TEST_JUNIT_XSD").unwrap_or_else(|_| {
+            panic!(
+                "STEWARD_TEST_JUNIT_XSD must name junit-10.xsd: run scripts/junit-schema (scripts/test \
+                 does), or set STEWARD_TEST_SKIP_JUNIT_SCHEMA=1 to leave this out"
+            )
+        });
+        let dir = std::env::temp_dir().join(format!("steward-junit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut results = sample();
+        // Every kind of evidence and text that needs escaping.
+        results.push(
+            CheckResult::new("x", ("scs-0104", "v1"), Status::Fail, "a <b> & \"c\"\n]]>")
+                .with("list", serde_json::json!([1, "two", null])),
+        );
+        for (name, set) in [("all.xml", results.clone()), ("empty.xml", Vec::new())] {
+            let file = dir.join(name);
+            std::fs::write(&file, junit(&set)).unwrap();
+            let out = std::process::Command::new("xmllint")
+                .args(["--noout", "--schema", &xsd])
+                .arg(&file)
+                .output()
+                .unwrap_or_else(|e| panic!("xmllint (Debian's libxml2-utils): {e}"));
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

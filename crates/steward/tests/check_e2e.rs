@@ -166,6 +166,21 @@ async fn glance_images_are_checked_against_scs_0102() {
         "{xml}"
     );
     assert!(xml.contains("type=\"WARN\""));
+    if let Ok(xsd) = std::env::var("STEWARD_TEST_JUNIT_XSD") {
+        let file = std::env::temp_dir().join(format!("{run}.xml"));
+        std::fs::write(&file, &xml).unwrap();
+        let valid = Command::new("xmllint")
+            .args(["--noout", "--schema", &xsd])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            valid.status.success(),
+            "{}",
+            String::from_utf8_lossy(&valid.stderr)
+        );
+        let _ = std::fs::remove_file(&file);
+    }
     // The table ends with the summary line.
     let table = check(&os_cloud, "table");
     let text = String::from_utf8(table.stdout).unwrap();
