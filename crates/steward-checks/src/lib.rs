@@ -10,3 +10,4 @@
 pub mod images;
 pub mod model;
 pub mod output;
+pub mod standard_images;

@@ -186,6 +186,73 @@ async fn glance_images_are_checked_against_scs_0102() {
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.lines().last().unwrap().contains("FAIL"), "{text}");
 
+    // SCS-0104 with an annex naming this run's images: the offered one passes with its
+    // source, the missing one fails, the hidden rotated generation does not count.
+    let annex = std::env::temp_dir().join(format!("{run}-annex.yaml"));
+    std::fs::write(
+        &annex,
+        format!(
+            "name: test\nimages:\n- name: {run} Ubuntu 24.04\n  status: mandatory\n  \
+             source: https://cloud-images.ubuntu.com/\n- name: {run} Missing\n  \
+             status: mandatory\n  source: https://example.org/\n"
+        ),
+    )
+    .unwrap();
+    let standard = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "check",
+            "standard-images",
+            "--os-cloud",
+            &os_cloud,
+            "-o",
+            "json",
+            "--spec",
+        ])
+        .arg(&annex)
+        .output()
+        .unwrap();
+    assert_eq!(
+        standard.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&standard.stderr)
+    );
+    let said: Value = serde_json::from_slice(&standard.stdout).unwrap();
+    let verdicts: Vec<(String, String)> = said["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let slug = |s: &str| format!("{run}-{s}");
+    assert!(
+        verdicts.contains(&(
+            format!("scs-0104-image-{}", slug("ubuntu-2404")),
+            "PASS".to_owned()
+        )),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&(
+            format!("scs-0104-source-{}", slug("ubuntu-2404")),
+            "PASS".to_owned()
+        )),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&(
+            format!("scs-0104-image-{}", slug("missing")),
+            "FAIL".to_owned()
+        )),
+        "{verdicts:?}"
+    );
+    let _ = std::fs::remove_file(&annex);
+
     // A cloud that cannot be reached: ABORT, exit 2.
     let unreachable = Command::new(env!("CARGO_BIN_EXE_steward"))
         .args([

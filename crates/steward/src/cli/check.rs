@@ -49,6 +49,40 @@ pub(crate) enum CheckCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: CheckFormat,
     },
+    /// SCS-0104 standard images: each mandatory image offered (FAIL when missing), each
+    /// recommended one (WARN), every matching image's image_source under an allowed prefix,
+    /// and the newest generation not past its replace_frequency (WARN: stale). The lists are
+    /// the standard's annexes (`--scope v5`: certificate scope v5.1 and next; `v4`), or an
+    /// annex file given with --spec.
+    StandardImages {
+        /// The cloud: a clouds.yaml entry, or, when neither this nor OS_CLOUD is given, the
+        /// openrc variables in the environment.
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME", default_value = steward_cloud::ENV_CLOUD, hide_default_value = true)]
+        os_cloud: String,
+        /// The built-in annex: v5 (scs-0104-v1-images-v5.yaml) or v4 (scs-0104-v1-images.yaml).
+        #[arg(long, default_value = "v5", value_parser = ["v5", "v4"])]
+        scope: String,
+        /// An annex file in the standard's YAML format instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<std::path::PathBuf>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: CheckFormat,
+    },
+}
+
+/// The images of `os_cloud`, or the ABORT result saying why they could not be listed.
+async fn images(
+    os_cloud: &str,
+    standard: &str,
+) -> Result<Vec<steward_cloud::ImageRecord>, CheckResult> {
+    let cloud = steward_cloud::Cloud::connect(os_cloud, None)
+        .await
+        .map_err(|e| aborted(standard, &format!("connecting to cloud {os_cloud}: {e}")))?;
+    cloud
+        .images()
+        .await
+        .map_err(|e| aborted(standard, &format!("listing images: {e}")))
 }
 
 impl CheckCommand {
@@ -63,17 +97,35 @@ impl CheckCommand {
                     ScsVersion::V1 => steward_checks::images::Version::V1,
                     ScsVersion::V2 => steward_checks::images::Version::V2,
                 };
-                let results = match steward_cloud::Cloud::connect(&os_cloud, None).await {
-                    Ok(cloud) => match cloud.images().await {
-                        Ok(images) => {
-                            steward_checks::images::check(&images, chrono::Utc::now(), version)
-                        }
-                        Err(e) => vec![aborted("scs-0102", &format!("listing images: {e}"))],
-                    },
-                    Err(e) => vec![aborted(
-                        "scs-0102",
-                        &format!("connecting to cloud {os_cloud}: {e}"),
-                    )],
+                let results = match images(&os_cloud, "scs-0102").await {
+                    Ok(images) => {
+                        steward_checks::images::check(&images, chrono::Utc::now(), version)
+                    }
+                    Err(aborted) => vec![aborted],
+                };
+                print(&results, output)
+            }
+            Self::StandardImages {
+                os_cloud,
+                scope,
+                spec,
+                output,
+            } => {
+                use steward_checks::standard_images::{builtin, parse_spec};
+                let spec = match &spec {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                        parse_spec(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    }
+                    None => builtin(&scope)
+                        .ok_or_else(|| anyhow::anyhow!("no built-in annex {scope:?}"))?,
+                };
+                let results = match images(&os_cloud, "scs-0104").await {
+                    Ok(images) => {
+                        steward_checks::standard_images::check(&images, &spec, chrono::Utc::now())
+                    }
+                    Err(aborted) => vec![aborted],
                 };
                 print(&results, output)
             }
