@@ -7,6 +7,7 @@
 //! and [`model::Summary::exit_code`] turns them into the exit status (0 all pass, 1 findings, 2
 //! could not run).
 
+pub mod entropy;
 pub mod images;
 pub mod model;
 pub mod output;

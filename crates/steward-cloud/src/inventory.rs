@@ -54,6 +54,31 @@ fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>
     }
 }
 
+/// A nova flavor with its extra specs (microversion 2.61 and later).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Flavor {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// RAM in MiB.
+    pub ram: u64,
+    /// Root disk in GiB.
+    pub disk: u64,
+    /// Whether every project may use it.
+    #[serde(rename = "os-flavor-access:is_public", default = "yes")]
+    pub is_public: bool,
+    /// Extra specs (`hw_rng:allowed`, …), values as nova keeps them (text).
+    #[serde(default)]
+    pub extra_specs: std::collections::BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// The flavor embedded in a server (microversion 2.47 and later).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ServerFlavor {

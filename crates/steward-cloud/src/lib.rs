@@ -476,6 +476,18 @@ impl Cloud {
         self.list(listing).await
     }
 
+    /// Every flavor, public and private (admin), with its extra specs (microversion 2.61).
+    pub async fn flavors(&self) -> Result<Vec<inventory::Flavor>, CloudError> {
+        let listing = listing::Listing::new(
+            ServiceType::Compute,
+            "flavors/detail",
+            "flavors",
+            Some((2, 61)),
+        )
+        .with("is_public", "None");
+        self.list(listing).await
+    }
+
     /// The instance actions of one server (deleted ones too), each with its steps.
     pub async fn instance_actions(
         &self,

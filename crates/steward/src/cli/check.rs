@@ -69,6 +69,19 @@ pub(crate) enum CheckCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: CheckFormat,
     },
+    /// SCS-0101 entropy: every public flavor's hw_rng:allowed and every public or community
+    /// image's hw_rng_model=virtio, reported per flavor and image (WARN: recommended by
+    /// scs-0101 v1.0). The in-guest tests (entropy_avail = 256, rngtest) need a booted server
+    /// and are reported as SKIP.
+    Entropy {
+        /// The cloud: a clouds.yaml entry, or, when neither this nor OS_CLOUD is given, the
+        /// openrc variables in the environment. Needs admin to see every flavor.
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME", default_value = steward_cloud::ENV_CLOUD, hide_default_value = true)]
+        os_cloud: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: CheckFormat,
+    },
 }
 
 /// The images of `os_cloud`, or the ABORT result saying why they could not be listed.
@@ -126,6 +139,22 @@ impl CheckCommand {
                         steward_checks::standard_images::check(&images, &spec, chrono::Utc::now())
                     }
                     Err(aborted) => vec![aborted],
+                };
+                print(&results, output)
+            }
+            Self::Entropy { os_cloud, output } => {
+                let results = match steward_cloud::Cloud::connect(&os_cloud, None).await {
+                    Err(e) => vec![aborted(
+                        "scs-0101",
+                        &format!("connecting to cloud {os_cloud}: {e}"),
+                    )],
+                    Ok(cloud) => match (cloud.flavors().await, cloud.images().await) {
+                        (Ok(flavors), Ok(images)) => {
+                            steward_checks::entropy::check(&flavors, &images)
+                        }
+                        (Err(e), _) => vec![aborted("scs-0101", &format!("listing flavors: {e}"))],
+                        (_, Err(e)) => vec![aborted("scs-0101", &format!("listing images: {e}"))],
+                    },
                 };
                 print(&results, output)
             }
