@@ -2,8 +2,9 @@
 //! (issue 13) — standard images, entropy, Ceph RGW object storage and load-balancer health
 //! monitors.
 //!
-//! Every check is a folder shaped like its siblings (`images/`: rules and tests) returning
-//! [`model::CheckResult`]s; [`output`] renders them as a table, JSON or JUnit XML with a summary,
+//! Every check is a folder shaped like its siblings (`images/`, `standard_images/`,
+//! `entropy/`: rules and tests) returning [`model::CheckResult`]s; checks that create things
+//! run under [`runner::run`], which removes them whatever happens; [`output`] renders them as a table, JSON or JUnit XML with a summary,
 //! and [`model::Summary::exit_code`] turns them into the exit status (0 all pass, 1 findings, 2
 //! could not run).
 
@@ -11,4 +12,5 @@ pub mod entropy;
 pub mod images;
 pub mod model;
 pub mod output;
+pub mod runner;
 pub mod standard_images;
