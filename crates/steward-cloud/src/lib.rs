@@ -476,6 +476,39 @@ impl Cloud {
         self.list(listing).await
     }
 
+    /// One call: `method` on `path` of `service`, relative to its versioned endpoint
+    /// (`lbaas/loadbalancers`, not `v2/lbaas/…`: Octavia answers `/v2/v2/…` with 200 and empty
+    /// objects), with `body` as JSON; returns the answer's status and JSON body (`null` when empty or not JSON),
+    /// whatever the status — a 501 from a provider that cannot do something is an answer,
+    /// not an error. Transport and authentication failures are errors.
+    pub async fn call(
+        &self,
+        service: ServiceType,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), CloudError> {
+        self.discover(&service).await?;
+        let what = format!("{method} {service} {path}");
+        let endpoint = listing::Call {
+            service,
+            method,
+            path: path.to_owned(),
+            body: body.map(|b| serde_json::to_vec(b).unwrap_or_default()),
+        };
+        let response = openstack_sdk::api::raw(endpoint)
+            .skip_error_check(true)
+            .query_async(&self.session)
+            .await
+            .map_err(|e| CloudError::Api {
+                what: what.clone(),
+                source: e.into(),
+            })?;
+        let status = response.status().as_u16();
+        let json = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        Ok((status, json))
+    }
+
     /// Every flavor, public and private (admin), with its extra specs (microversion 2.61).
     pub async fn flavors(&self) -> Result<Vec<inventory::Flavor>, CloudError> {
         let listing = listing::Listing::new(

@@ -77,3 +77,31 @@ impl RestEndpoint for Listing {
 }
 
 impl Pageable for Listing {}
+
+/// One call of any method on `path` of `service`, with an optional JSON body (the load-balancer
+/// and network calls of `steward check`, which create and delete what they test).
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) service: ServiceType,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+impl RestEndpoint for Call {
+    fn method(&self) -> Method {
+        self.method.clone()
+    }
+
+    fn endpoint(&self) -> Cow<'static, str> {
+        self.path.clone().into()
+    }
+
+    fn service_type(&self) -> ServiceType {
+        self.service.clone()
+    }
+
+    fn body(&self) -> Result<Option<(&'static str, Vec<u8>)>, BodyError> {
+        Ok(self.body.clone().map(|b| ("application/json", b)))
+    }
+}

@@ -240,3 +240,45 @@ async fn volumes_are_listed_with_their_type_name_and_id() {
         .call(Method::DELETE, &format!("{cinder}/volumes/{id}"), None)
         .await;
 }
+
+/// `Cloud::call` against real Octavia: any method, the status as it came (a 400 is an answer,
+/// not an error), the body as JSON.
+#[tokio::test]
+async fn any_call_answers_with_its_status_and_body() {
+    if skipped() {
+        return;
+    }
+    use openstack_sdk::types::ServiceType;
+    let cloud = Cloud::connect("steward-test", None).await.unwrap();
+    let (status, body) = cloud
+        .call(
+            ServiceType::LoadBalancer,
+            http::Method::GET,
+            "lbaas/providers",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.contains(&"amphora"), "{names:?} in {body}");
+    let (status, body) = cloud
+        .call(
+            ServiceType::LoadBalancer,
+            http::Method::POST,
+            "lbaas/loadbalancers",
+            Some(&json!({"loadbalancer": {"name": "steward-check-call"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "no VIP given: {body}");
+    assert!(
+        body["faultstring"].as_str().is_some_and(|f| !f.is_empty()),
+        "{body}"
+    );
+}
