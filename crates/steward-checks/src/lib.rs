@@ -10,6 +10,7 @@
 
 pub mod entropy;
 pub mod images;
+pub mod loadbalancer;
 pub mod model;
 pub mod output;
 pub mod runner;

@@ -23,6 +23,7 @@ mod listing;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+pub use http::Method;
 use openstack_sdk::AsyncOpenStack;
 use openstack_sdk::api::image::v2::image::{
     create, deactivate, delete, file, get, import, list, patch,
@@ -30,7 +31,7 @@ use openstack_sdk::api::image::v2::image::{
 use openstack_sdk::api::{Pagination, QueryAsync, ignore, paged, raw_with_body};
 use openstack_sdk::config::ConfigFile;
 use openstack_sdk::types::BoxedAsyncRead;
-use openstack_sdk::types::ServiceType;
+pub use openstack_sdk::types::ServiceType;
 use serde_json::Value;
 
 /// Failures talking to OpenStack.

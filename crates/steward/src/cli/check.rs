@@ -82,6 +82,26 @@ pub(crate) enum CheckCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: CheckFormat,
     },
+    /// Load-balancer health monitors: creates a network, a load balancer on provider P, a TCP
+    /// listener, a pool, a member and an HTTP health monitor, waiting for ACTIVE after each;
+    /// where the provider refuses HTTP monitors (OVN: 501) a TCP monitor is used and reported
+    /// (WARN). Everything is deleted at the end — also after a failure, a timeout or Ctrl-C —
+    /// and the deletion verified; leftovers of a killed earlier run are removed first.
+    Loadbalancer {
+        /// The Octavia provider: amphora, ovn, …
+        #[arg(long, default_value = "amphora")]
+        provider: String,
+        /// The cloud: a clouds.yaml entry, or, when neither this nor OS_CLOUD is given, the
+        /// openrc variables in the environment.
+        #[arg(long, env = "OS_CLOUD", value_name = "NAME", default_value = steward_cloud::ENV_CLOUD, hide_default_value = true)]
+        os_cloud: String,
+        /// Give up (and clean up) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: CheckFormat,
+    },
 }
 
 /// The images of `os_cloud`, or the ABORT result saying why they could not be listed.
@@ -140,6 +160,47 @@ impl CheckCommand {
                     }
                     Err(aborted) => vec![aborted],
                 };
+                print(&results, output)
+            }
+            Self::Loadbalancer {
+                provider,
+                os_cloud,
+                timeout_secs,
+                output,
+            } => {
+                let cloud = match steward_cloud::Cloud::connect(&os_cloud, None).await {
+                    Ok(cloud) => std::sync::Arc::new(cloud),
+                    Err(e) => {
+                        return print(
+                            &[aborted(
+                                "octavia-health-monitor",
+                                &format!("connecting to cloud {os_cloud}: {e}"),
+                            )],
+                            output,
+                        );
+                    }
+                };
+                let run = format!("{:x}", std::process::id());
+                let mut results = steward_checks::runner::run(
+                    steward_checks::loadbalancer::CHECK,
+                    ("octavia-health-monitor", "v1"),
+                    std::time::Duration::from_secs(timeout_secs),
+                    async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    },
+                    |cleanup| {
+                        steward_checks::loadbalancer::check(cloud.clone(), provider, run, cleanup)
+                    },
+                )
+                .await;
+                if !results.iter().any(|r| r.id.ends_with("-cleanup")) {
+                    results.push(CheckResult::new(
+                        "lb-cleanup",
+                        ("octavia-health-monitor", "v1"),
+                        Status::Pass,
+                        "everything the check created was deleted, and is gone",
+                    ));
+                }
                 print(&results, output)
             }
             Self::Entropy { os_cloud, output } => {
