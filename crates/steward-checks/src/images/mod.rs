@@ -247,8 +247,9 @@ fn uniqueness(scope: &[&ImageRecord], version: Version) -> Vec<CheckResult> {
         .collect()
 }
 
-/// The period `replace_frequency` promises, in hours, `None` for no promise.
-fn period_hours(frequency: &str) -> Option<i64> {
+/// The period `replace_frequency` promises, in hours (the reference test's: a year 365 days, a
+/// quarter 92, a month 31, a week 7 × 25 h, a day 25 h), `None` for no promise.
+pub(crate) fn period_hours(frequency: &str) -> Option<i64> {
     Some(match frequency {
         "yearly" => 365 * 24,
         "quarterly" => 92 * 24,

@@ -113,35 +113,33 @@ pub async fn remove_leftovers(cloud: &Cloud) -> Result<Vec<String>, CheckResult>
         None,
     )
     .await?;
-    for lb in lbs["loadbalancers"].as_array().into_iter().flatten() {
-        let (Some(id), Some(name)) = (lb["id"].as_str(), lb["name"].as_str()) else {
-            continue;
-        };
-        if name.starts_with(&mine) {
-            delete_load_balancer(cloud, id).await.map_err(|e| {
-                result(
-                    "lb-leftovers",
-                    Status::Abort,
-                    format!("removing {name}: {e}"),
-                )
-            })?;
-            removed.push(format!("load balancer {name}"));
-        }
-    }
     let (_, networks) = call(cloud, ServiceType::Network, Method::GET, "networks", None).await?;
-    for network in networks["networks"].as_array().into_iter().flatten() {
-        let (Some(id), Some(name)) = (network["id"].as_str(), network["name"].as_str()) else {
-            continue;
-        };
-        if name.starts_with(&mine) {
-            delete_network(cloud, id).await.map_err(|e| {
+    // Load balancers first: they hold ports on the networks.
+    let kinds = [
+        ("load balancer", &lbs["loadbalancers"]),
+        ("network", &networks["networks"]),
+    ];
+    for (kind, listed) in kinds {
+        for item in listed.as_array().into_iter().flatten() {
+            let (Some(id), Some(name)) = (item["id"].as_str(), item["name"].as_str()) else {
+                continue;
+            };
+            if !name.starts_with(&mine) {
+                continue;
+            }
+            let deleted = if kind == "network" {
+                delete_network(cloud, id).await
+            } else {
+                delete_load_balancer(cloud, id).await
+            };
+            deleted.map_err(|e| {
                 result(
                     "lb-leftovers",
                     Status::Abort,
-                    format!("removing {name}: {e}"),
+                    format!("removing {kind} {name}: {e}"),
                 )
             })?;
-            removed.push(format!("network {name}"));
+            removed.push(format!("{kind} {name}"));
         }
     }
     Ok(removed)

@@ -27,6 +27,7 @@ use regex::Regex;
 use serde::Deserialize;
 use steward_cloud::ImageRecord;
 
+use crate::images::period_hours;
 use crate::model::{CheckResult, Status};
 
 /// One annex entry.
@@ -236,17 +237,6 @@ fn built(image: &ImageRecord) -> Option<DateTime<Utc>> {
                 .as_deref()
                 .and_then(steward_cloud::inventory::parse_api_time)
         })
-}
-
-fn period_hours(frequency: &str) -> Option<i64> {
-    Some(match frequency {
-        "yearly" => 365 * 24,
-        "quarterly" => 92 * 24,
-        "monthly" => 31 * 24,
-        "weekly" => 7 * 25,
-        "daily" => 25,
-        _ => return None,
-    })
 }
 
 /// Checks `images` (everything Glance lists) against `spec` as of `now`.
