@@ -228,9 +228,11 @@ pub async fn check(
     run: String,
     cleanup: Arc<Cleanup>,
 ) -> Vec<CheckResult> {
-    match steps(&cloud, &provider, &run, &cleanup).await {
-        Ok(results) | Err(results) => results,
+    let mut results = Vec::new();
+    if let Err(stopped) = steps(&cloud, &provider, &run, &cleanup, &mut results).await {
+        results.push(stopped);
     }
+    results
 }
 
 async fn steps(
@@ -238,23 +240,18 @@ async fn steps(
     provider: &str,
     run: &str,
     cleanup: &Cleanup,
-) -> Result<Vec<CheckResult>, Vec<CheckResult>> {
-    let mut results = Vec::new();
-    let fail = |mut results: Vec<CheckResult>, r: CheckResult| {
-        results.push(r);
-        results
-    };
-    match remove_leftovers(cloud).await {
-        Ok(removed) if !removed.is_empty() => results.push(
+    results: &mut Vec<CheckResult>,
+) -> Result<(), CheckResult> {
+    let removed = remove_leftovers(cloud).await?;
+    if !removed.is_empty() {
+        results.push(
             result(
                 "lb-leftovers",
                 Status::Pass,
                 format!("removed {} leftover(s) of an earlier run", removed.len()),
             )
             .with("removed", removed),
-        ),
-        Ok(_) => {}
-        Err(r) => return Err(fail(results, r)),
+        );
     }
     let name = |what: &str| resource_name(CHECK, run, what);
     // A network of its own for the VIP and the member.
@@ -266,8 +263,7 @@ async fn steps(
         json!({"network": {"name": name("net")}}),
         "lb-network",
     )
-    .await
-    .map_err(|r| fail(Vec::new(), r))?;
+    .await?;
     let network_id = network["id"].as_str().unwrap_or_default().to_owned();
     {
         let cloud = cloud.clone();
@@ -285,8 +281,7 @@ async fn steps(
             "ip_version": 4, "cidr": "10.250.0.0/24"}}),
         "lb-network",
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
     let subnet_id = subnet["id"].as_str().unwrap_or_default().to_owned();
 
     let lb = create(
@@ -298,8 +293,7 @@ async fn steps(
             "provider": provider}}),
         "lb-create",
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
     let lb_id = lb["id"].as_str().unwrap_or_default().to_owned();
     {
         let cloud = cloud.clone();
@@ -308,9 +302,7 @@ async fn steps(
             delete_load_balancer(&cloud, &id).await
         });
     }
-    active(cloud, &lb_id, "lb-create")
-        .await
-        .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    active(cloud, &lb_id, "lb-create").await?;
     results.push(
         result(
             "lb-create",
@@ -328,11 +320,8 @@ async fn steps(
             "protocol": "TCP", "protocol_port": 80}}),
         "lb-listener",
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
-    active(cloud, &lb_id, "lb-listener")
-        .await
-        .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
+    active(cloud, &lb_id, "lb-listener").await?;
     let algorithm = if provider == "ovn" {
         "SOURCE_IP_PORT"
     } else {
@@ -347,12 +336,9 @@ async fn steps(
             "protocol": "TCP", "lb_algorithm": algorithm}}),
         "lb-pool",
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
     let pool_id = pool["id"].as_str().unwrap_or_default().to_owned();
-    active(cloud, &lb_id, "lb-pool")
-        .await
-        .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    active(cloud, &lb_id, "lb-pool").await?;
     create(
         cloud,
         ServiceType::LoadBalancer,
@@ -362,11 +348,8 @@ async fn steps(
             "protocol_port": 80, "subnet_id": subnet_id}}),
         "lb-member",
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
-    active(cloud, &lb_id, "lb-member")
-        .await
-        .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
+    active(cloud, &lb_id, "lb-member").await?;
     results.push(result(
         "lb-pool",
         Status::Pass,
@@ -391,12 +374,9 @@ async fn steps(
         "lbaas/healthmonitors",
         Some(monitor("HTTP")),
     )
-    .await
-    .map_err(|r| fail(std::mem::take(&mut results), r))?;
+    .await?;
     if (200..300).contains(&status) {
-        active(cloud, &lb_id, "lb-health-monitor")
-            .await
-            .map_err(|r| fail(std::mem::take(&mut results), r))?;
+        active(cloud, &lb_id, "lb-health-monitor").await?;
         results.push(
             result(
                 "lb-health-monitor",
@@ -415,11 +395,8 @@ async fn steps(
             monitor("TCP"),
             "lb-health-monitor",
         )
-        .await
-        .map_err(|r| fail(std::mem::take(&mut results), r))?;
-        active(cloud, &lb_id, "lb-health-monitor")
-            .await
-            .map_err(|r| fail(std::mem::take(&mut results), r))?;
+        .await?;
+        active(cloud, &lb_id, "lb-health-monitor").await?;
         results.push(
             result(
                 "lb-health-monitor",
@@ -437,5 +414,5 @@ async fn steps(
             &answer,
         ));
     }
-    Ok(results)
+    Ok(())
 }
