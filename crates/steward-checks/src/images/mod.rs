@@ -82,6 +82,18 @@ fn created(image: &ImageRecord) -> Option<DateTime<Utc>> {
         .and_then(steward_cloud::inventory::parse_api_time)
 }
 
+/// When `image` was built: its `image_build_date` (midnight UTC), else its registration (as the
+/// reference test reads it).
+pub(crate) fn built(image: &ImageRecord) -> Option<DateTime<Utc>> {
+    image
+        .properties
+        .get("image_build_date")
+        .and_then(|d| scs0102::parse_build_date(d))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .or_else(|| created(image))
+}
+
 /// The images SCS-0102 is about: public and community ones, hidden included.
 pub fn in_scope(images: &[ImageRecord]) -> Vec<&ImageRecord> {
     images
@@ -278,14 +290,7 @@ fn marker(name: &str) -> Option<&str> {
 fn recency(scope: &[&ImageRecord], now: DateTime<Utc>, version: Version) -> Vec<CheckResult> {
     let standard = ("scs-0102", version.label());
     let outdated = |image: &ImageRecord| -> Result<bool, String> {
-        let built = image
-            .properties
-            .get("image_build_date")
-            .and_then(|d| scs0102::parse_build_date(d))
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|d| d.and_utc())
-            .or_else(|| created(image));
-        let Some(built) = built else {
+        let Some(built) = built(image) else {
             return Ok(false);
         };
         let Some(hours) = image

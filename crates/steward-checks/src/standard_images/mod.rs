@@ -27,7 +27,7 @@ use regex::Regex;
 use serde::Deserialize;
 use steward_cloud::ImageRecord;
 
-use crate::images::period_hours;
+use crate::images::{built, period_hours};
 use crate::model::{CheckResult, Status};
 
 /// One annex entry.
@@ -222,21 +222,6 @@ fn matches(entry: &Entry, scheme: Option<&Regex>, image: &ImageRecord) -> bool {
         Some(re) => re.is_match(&image.name),
         None => image.name == entry.name,
     }
-}
-
-fn built(image: &ImageRecord) -> Option<DateTime<Utc>> {
-    image
-        .properties
-        .get("image_build_date")
-        .and_then(|d| steward_images::scs0102::parse_build_date(d))
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
-        .or_else(|| {
-            image
-                .created_at
-                .as_deref()
-                .and_then(steward_cloud::inventory::parse_api_time)
-        })
 }
 
 /// Checks `images` (everything Glance lists) against `spec` as of `now`.
