@@ -329,8 +329,18 @@ impl OdooSink {
 
     /// The records of the document model with key `reference` (cancelled ones left out).
     async fn find(&self, client: &Client, reference: &str) -> Result<Vec<Value>, Failure> {
+        self.find_any(client, &[reference.to_owned()]).await
+    }
+
+    /// The records of the document model whose key is one of `references`, in one search
+    /// (cancelled ones left out).
+    async fn find_any(
+        &self,
+        client: &Client,
+        references: &[String],
+    ) -> Result<Vec<Value>, Failure> {
         let (model, _, key, lines) = self.models();
-        let mut domain = vec![json!([key, "=", reference])];
+        let mut domain = vec![json!([key, "in", references])];
         if self.mapping.document == OdooDocument::Invoice {
             domain.push(json!(["move_type", "in", ["out_invoice", "out_refund"]]));
         }
@@ -338,13 +348,41 @@ impl OdooSink {
             client,
             model,
             Value::Array(domain),
-            &["id", "name", "state", lines],
+            &["id", "name", "state", key, lines],
         )
         .await?;
         Ok(found
             .into_iter()
             .filter(|r| r["state"].as_str() != Some("cancel"))
             .collect())
+    }
+
+    /// The record a correction numbered `sequence` applies to: the newest of the month's
+    /// chain `base`, `base:c1`, …, `base:c<sequence - 1>` that is in Odoo (refunds left out),
+    /// with its ref; found with one search.
+    async fn newest_of_chain(
+        &self,
+        client: &Client,
+        base: &str,
+        sequence: i64,
+    ) -> Result<Option<(String, Value)>, Failure> {
+        let chain: Vec<String> = (0..sequence)
+            .map(|n| {
+                if n == 0 {
+                    base.to_owned()
+                } else {
+                    format!("{base}:c{n}")
+                }
+            })
+            .collect();
+        let (_, _, key, _) = self.models();
+        let found = self.find_any(client, &chain).await?;
+        Ok(chain.into_iter().rev().find_map(|reference| {
+            found
+                .iter()
+                .find(|r| r[key].as_str() == Some(reference.as_str()) && !is_refund(r))
+                .map(|r| (reference, r.clone()))
+        }))
     }
 
     /// Whether `record` can no longer be edited (a posted invoice, a confirmed order).
@@ -632,23 +670,9 @@ impl OdooSink {
             return Ok(format!("{model}/{} (correction {})", id_of(record), this));
         }
         // The record the correction applies to: the newest of the month's chain.
-        let mut current = None;
-        for sequence in (0..correction.sequence).rev() {
-            let reference = if sequence == 0 {
-                base.clone()
-            } else {
-                format!("{base}:c{sequence}")
-            };
-            if let Some(record) = self
-                .find(client, &reference)
-                .await?
-                .into_iter()
-                .find(|r| !is_refund(r))
-            {
-                current = Some((reference, record));
-                break;
-            }
-        }
+        let current = self
+            .newest_of_chain(client, &base, correction.sequence)
+            .await?;
         let Some((current_ref, record)) = current else {
             return Err(Failure::Attempt(AttemptError::Transient(format!(
                 "{base} is not in Odoo yet: correction {} waits for the month's report",
@@ -971,27 +995,20 @@ impl OdooSink {
         if let [r] = self.find(&client, &this).await?.as_slice() {
             return Ok(format!("no-op: delivered as {}", describe(r)));
         }
-        for earlier in (0..sequence).rev() {
-            let reference = if earlier == 0 {
-                base.clone()
+        if let Some((_, r)) = self.newest_of_chain(&client, &base, sequence).await? {
+            return Ok(if !self.is_final(&r) {
+                format!("update {}: the corrected quantities", describe(&r))
+            } else if self.mapping.document == OdooDocument::Invoice {
+                format!(
+                    "a credit note reversing {} and a new draft with ref {this}",
+                    describe(&r)
+                )
             } else {
-                format!("{base}:c{earlier}")
-            };
-            if let [r] = self.find(&client, &reference).await?.as_slice() {
-                return Ok(if !self.is_final(r) {
-                    format!("update {}: the corrected quantities", describe(r))
-                } else if self.mapping.document == OdooDocument::Invoice {
-                    format!(
-                        "a credit note reversing {} and a new draft with ref {this}",
-                        describe(r)
-                    )
-                } else {
-                    format!(
-                        "a new draft {model} {this} with the changes ({} stays)",
-                        describe(r)
-                    )
-                });
-            }
+                format!(
+                    "a new draft {model} {this} with the changes ({} stays)",
+                    describe(&r)
+                )
+            });
         }
         Ok(format!("wait: {base} is not in Odoo yet"))
     }
