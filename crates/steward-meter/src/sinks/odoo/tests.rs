@@ -457,17 +457,7 @@ async fn a_correction_of_a_posted_invoice_is_a_credit_note_and_a_new_draft() {
             .unwrap();
 
         // A late fact: vm-1 of p-a was deleted on the 15th.
-        correct_october(
-            &store,
-            &[server(
-                "vm-1",
-                "p-a",
-                FactKind::Deleted,
-                "2026-10-15T10:00:00Z",
-            )],
-            at("2026-11-06T01:00:00Z"),
-        )
-        .await;
+        p_a_loses_vm_1_mid_month(&store).await;
         let delivered = push(&store, &sink).await;
         assert_eq!(delivered.len(), 1, "{delivered:?}");
         assert_eq!(delivered[0].0, CONFIRMED, "{delivered:?}");
@@ -681,6 +671,21 @@ fn odoo_errors_map_to_retry_or_give_up() {
     );
 }
 
+/// The late fact both correction tests use: vm-1 of p-a was deleted on October 15th.
+async fn p_a_loses_vm_1_mid_month(store: &SqlStore) {
+    correct_october(
+        store,
+        &[server(
+            "vm-1",
+            "p-a",
+            FactKind::Deleted,
+            "2026-10-15T10:00:00Z",
+        )],
+        at("2026-11-06T01:00:00Z"),
+    )
+    .await;
+}
+
 /// Per October row of the sink: what its preview says.
 async fn previews(store: &SqlStore, sink: &OdooSink) -> String {
     let october = Period::month("2026-10").unwrap();
@@ -718,17 +723,7 @@ async fn the_dry_run_says_what_odoo_would_get() {
         .await
         .unwrap();
     // A late fact: vm-1 of p-a was deleted on the 15th.
-    correct_october(
-        &store,
-        &[server(
-            "vm-1",
-            "p-a",
-            FactKind::Deleted,
-            "2026-10-15T10:00:00Z",
-        )],
-        at("2026-11-06T01:00:00Z"),
-    )
-    .await;
+    p_a_loses_vm_1_mid_month(&store).await;
     let corrected = previews(&store, &sink).await;
     insta::assert_snapshot!(
         "odoo_dry_run",
