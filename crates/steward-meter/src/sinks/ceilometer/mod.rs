@@ -239,14 +239,16 @@ pub async fn run_periodically(
             pass = forwarder.forward_once(store.as_ref(), 50) => pass,
             _ = shutdown.changed() => return,
         };
-        let wait = match pass {
+        // Where the cursor stands after the pass, when the pass could read it.
+        let (wait, position) = match pass {
             Ok(pass) => {
                 backoff = Duration::from_secs(1);
-                if pass.requests == 50 {
+                let wait = if pass.requests == 50 {
                     Duration::ZERO
                 } else {
                     POLL
-                }
+                };
+                (wait, Some(pass.position))
             }
             Err((partial, error)) => {
                 metrics::counter!(crate::metrics::FORWARD_ERRORS, "sink" => forwarder.name.clone())
@@ -260,10 +262,11 @@ pub async fn run_periodically(
                     "forwarding events failed; retrying in {}s", backoff.as_secs());
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                wait
+                let read = matches!(error, ForwardError::Consumer(_));
+                (wait, read.then_some(partial.position))
             }
         };
-        if let Ok(position) = forwarder.position(store.as_ref()).await
+        if let Some(position) = position
             && let Ok(behind) = store.events_behind(position).await
         {
             metrics::gauge!(crate::metrics::FORWARD_LAG, "sink" => forwarder.name.clone())
